@@ -1,0 +1,29 @@
+"""Pure-JAX core: parameters, priors, log densities, EM, initialisation and criteria.
+
+Imports jax and numpy only (no numpyro, arviz, scikit-learn or matplotlib).
+"""
+
+from .density import component_log_prob, log_likelihood, responsibilities
+from .em import EMInfo, EMState, em_init, em_step, m_step, run_em
+from .logdensity import log_posterior
+from .params import COVARIANCE_TYPES, GMMParams
+from .prior import Prior, ResolvedPrior, log_prior, resolve_prior
+
+__all__ = [
+    "COVARIANCE_TYPES",
+    "EMInfo",
+    "EMState",
+    "GMMParams",
+    "Prior",
+    "ResolvedPrior",
+    "component_log_prob",
+    "em_init",
+    "em_step",
+    "log_likelihood",
+    "log_posterior",
+    "log_prior",
+    "m_step",
+    "resolve_prior",
+    "responsibilities",
+    "run_em",
+]

@@ -1,0 +1,390 @@
+"""MAP-EM and ML-EM for Gaussian mixtures (pure JAX), as an ``init`` / ``step`` pair.
+
+The M-step is an expectation-conditional maximisation (ECM): closed-form weights (Dirichlet MAP,
+truncated at zero for ``alpha < 1``), closed-form means given the current covariances (Normal prior),
+then a generalised-EM covariance step. Under LKJ + scale priors the covariance step has no closed
+form; it takes natural-gradient steps ``V + beta * (2 / n) V G V`` (``G`` the gradient of the M-step
+objective with respect to the covariance ``V``), which for the likelihood part is exactly the
+closed-form update, with backtracking on ``beta`` so that the objective never decreases. Each
+conditional step can only increase the log posterior, so the objective history is monotone.
+
+``prior=None`` is maximum likelihood with ``reg_covar`` added to the covariance diagonals
+(scikit-learn's algorithm, step for step). All numbers -- ``tol``, ``max_iter``, ``reg_covar`` and
+the prior values -- are traced: changing them never recompiles.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .density import EStepStats, estep_stats
+from .params import GMMParams
+from .prior import ResolvedPrior, log_prior, lkj_cholesky_log_density, scale_log_density
+
+__all__ = [
+    "EMState",
+    "EMInfo",
+    "em_init",
+    "em_step",
+    "m_step",
+    "objective",
+    "run_em",
+    "TRACE_COUNTS",
+]
+
+#: Number of times each jitted entry point has been traced (compiled); used by tests.
+TRACE_COUNTS = {"em_segment": 0, "em_objective": 0}
+
+#: Iterations run per jitted call; longer fits run several segments (no recompilation).
+SEGMENT = 128
+#: Step sizes tried by the backtracking line search of the covariance step.
+_N_BETAS = 12
+#: Natural-gradient steps per M-step for the covariance under a prior.
+_N_INNER = 3
+
+
+class EMState(NamedTuple):
+    """Carried state of the EM loop."""
+
+    params: GMMParams
+    prev_objective: jax.Array  # objective at the parameters before the last M-step
+    n_iter: jax.Array
+    converged: jax.Array
+
+
+class EMInfo(NamedTuple):
+    """What a finished EM run reports (leading ``(n_init,)`` axis for batched restarts)."""
+
+    objective: jax.Array  # log posterior (MAP) or log-likelihood (ML) at the returned parameters
+    log_likelihood: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+    history: np.ndarray  # objective after 0, 1, ..., n_iter M-steps (host array, NaN padded)
+    n_empty: jax.Array  # components with zero weight
+
+
+# ---------------------------------------------------------------------------------------------
+# M-step
+# ---------------------------------------------------------------------------------------------
+def _sym(a):
+    return 0.5 * (a + jnp.swapaxes(a, -1, -2))
+
+
+def _scatter_new(ct, params: GMMParams, stats: EStepStats, delta):
+    """Weighted scatter about the *new* means, from statistics whitened at the old ones.
+
+    Full: (K, D, D); tied: (D, D); diag: (K, D) per-feature sums; spherical: (K,) summed over
+    features.
+    """
+    nk = stats.nk
+    if ct in ("full", "tied"):
+        u = params.cov_chol()  # (K,D,D) or (D,D)
+        if ct == "full":
+            c = jnp.einsum("kde,ke->kd", u, stats.t1)
+            m = u @ stats.t2 @ jnp.swapaxes(u, -1, -2)
+            corr = (
+                -jnp.einsum("kd,ke->kde", delta, c)
+                - jnp.einsum("kd,ke->kde", c, delta)
+                + nk[:, None, None] * jnp.einsum("kd,ke->kde", delta, delta)
+            )
+            return _sym(m + corr)
+        c = stats.t1 @ u.T  # (K, D)
+        m = u @ stats.t2 @ u.T
+        corr = -delta.T @ c - c.T @ delta + (delta * nk[:, None]).T @ delta
+        return _sym(m + corr)
+    if ct == "diag":
+        s = params.scales
+        c = s * stats.t1
+        return s * s * stats.t2 - 2 * delta * c + nk[:, None] * delta * delta
+    s = params.scales  # spherical (K,)
+    c = s[:, None] * stats.t1
+    return s * s * stats.t2 + jnp.sum(-2 * delta * c + nk[:, None] * delta * delta, axis=-1)
+
+
+def _mean_step(ct, params: GMMParams, stats: EStepStats, prior: ResolvedPrior | None, eps):
+    """New means (closed form given the current covariances)."""
+    nk = stats.nk
+    mu = params.means
+    if prior is None:
+        # scikit-learn: means = sum_n r x / (nk + 10 eps)
+        return mu + _unwhiten(ct, params, stats.t1) / (nk + eps)[:, None]
+    lam = 1.0 / prior.mean_scale**2  # (D,)
+    diff = prior.mean_loc - mu  # (K, D)
+    if ct in ("full", "tied"):
+        u = params.cov_chol()
+        uk = u if ct == "full" else jnp.broadcast_to(u, (nk.shape[0],) + u.shape)
+        # (nk I + U^T Lam U) v = t1 + U^T Lam (m0 - mu);  delta = U v
+        a = jnp.einsum("kdi,d,kdj->kij", uk, lam, uk) + nk[:, None, None] * jnp.eye(mu.shape[-1])
+        rhs = stats.t1 + jnp.einsum("kdi,kd->ki", uk, lam * diff)
+        v = jnp.linalg.solve(a, rhs[..., None])[..., 0]
+        return mu + jnp.einsum("kde,ke->kd", uk, v)
+    s = params.scales if ct == "diag" else params.scales[:, None]
+    delta = (stats.t1 / s + lam * diff) / (nk[:, None] / (s * s) + lam)
+    return mu + delta
+
+
+def _unwhiten(ct, params: GMMParams, t1):
+    """``sum_n r (x - mu)`` from the whitened ``t1``."""
+    if ct == "full":
+        return jnp.einsum("kde,ke->kd", params.cov_chol(), t1)
+    if ct == "tied":
+        return t1 @ params.cov_chol().T
+    if ct == "diag":
+        return params.scales * t1
+    return params.scales[:, None] * t1
+
+
+def _weight_step(nk, prior: ResolvedPrior | None, eps):
+    if prior is None:
+        w = nk + eps
+        return w / jnp.sum(w)
+    a = jnp.maximum(nk + prior.weight_concentration - 1.0, 0.0)
+    total = jnp.sum(a)
+    return jnp.where(total > 0, a / jnp.where(total > 0, total, 1.0), jnp.full_like(a, 1.0 / a.shape[0]))
+
+
+def _cov_to_factors(ct, v):
+    """Covariance representation -> (scales, corr_chol)."""
+    if ct in ("full", "tied"):
+        u = jnp.linalg.cholesky(v)
+        s = jnp.sqrt(jnp.diagonal(v, axis1=-2, axis2=-1))
+        return s, u / s[..., :, None]
+    return jnp.sqrt(v), None
+
+
+def _factors_to_cov(ct, params: GMMParams):
+    if ct in ("full", "tied"):
+        return params.covariances()
+    return params.scales**2
+
+
+def _cov_objective(ct, v, scatter, n, prior: ResolvedPrior, d):
+    """M-step objective of the covariance (per component; tied: a scalar) and validity mask."""
+    if ct in ("full", "tied"):
+        v = _sym(v)
+        u = jnp.linalg.cholesky(v)
+        du = jnp.diagonal(u, axis1=-2, axis2=-1)
+        ok = jnp.all(jnp.isfinite(u), axis=(-2, -1)) & jnp.all(du > 0, axis=-1)
+        safe_u = jnp.where(ok[..., None, None], u, jnp.eye(d, dtype=v.dtype))
+        sdu = jnp.diagonal(safe_u, axis1=-2, axis2=-1)
+        logdet = 2 * jnp.sum(jnp.log(sdu), axis=-1)
+        z = jax.scipy.linalg.solve_triangular(safe_u, scatter, lower=True)
+        z = jax.scipy.linalg.solve_triangular(safe_u, jnp.swapaxes(z, -1, -2), lower=True)
+        tr = jnp.trace(z, axis1=-2, axis2=-1)
+        s = jnp.sqrt(jnp.sum(safe_u * safe_u, axis=-1))  # row norms = sqrt(diag V)
+        lkj = lkj_cholesky_log_density(safe_u / s[..., :, None], prior.lkj_concentration)
+        lps = jnp.sum(scale_log_density(s, prior.scale_scale, prior.scale_prior), axis=-1)
+        f = -0.5 * n * logdet - 0.5 * tr + lps + lkj
+        return jnp.where(ok, f, -jnp.inf), ok
+    ok = (v > 0) if ct == "spherical" else jnp.all(v > 0, axis=-1)
+    sv = jnp.where(v > 0, v, 1.0)
+    if ct == "diag":
+        lps = scale_log_density(jnp.sqrt(sv), prior.scale_scale, prior.scale_prior)
+        f = jnp.sum(-0.5 * n[:, None] * jnp.log(sv) - 0.5 * scatter / sv + lps, axis=-1)
+    else:
+        lps = scale_log_density(jnp.sqrt(sv), prior.scale_scale, prior.scale_prior)
+        f = -0.5 * n * d * jnp.log(sv) - 0.5 * scatter / sv + lps
+    return jnp.where(ok, f, -jnp.inf), ok
+
+
+def _cov_map_step(ct, v, scatter, n, prior: ResolvedPrior, d):
+    """Natural-gradient ascent with backtracking on the covariance M-step objective."""
+
+    def f_sum(vv):
+        return jnp.sum(_cov_objective(ct, vv, scatter, n, prior, d)[0])
+
+    betas = 0.5 ** jnp.arange(_N_BETAS, dtype=v.dtype)
+
+    def one(v, _):
+        g = jax.grad(f_sum)(v)
+        if ct in ("full", "tied"):
+            g = _sym(g)
+            scale = (2.0 / (n + 1.0))[..., None, None] if ct == "full" else 2.0 / (n + 1.0)
+            step = scale * (v @ g @ v)
+        elif ct == "diag":
+            step = (2.0 / (n + 1.0))[:, None] * v * v * g
+        else:
+            step = 2.0 / (n * d + 1.0) * v * v * g
+        f0, _ = _cov_objective(ct, v, scatter, n, prior, d)
+        cands = v[None] + betas.reshape((-1,) + (1,) * v.ndim) * step[None]
+        fc, okc = jax.vmap(lambda c: _cov_objective(ct, c, scatter, n, prior, d))(cands)
+        good = okc & (fc >= f0[None])  # (n_betas, ...) per component
+        any_good = jnp.any(good, axis=0)
+        first = jnp.argmax(good, axis=0)  # largest acceptable step
+        if ct == "tied":
+            chosen = cands[first]
+        elif ct == "full":
+            chosen = jnp.take_along_axis(cands, first[None, :, None, None], axis=0)[0]
+        elif ct == "diag":
+            chosen = jnp.take_along_axis(cands, first[None, :, None], axis=0)[0]
+        else:
+            chosen = jnp.take_along_axis(cands, first[None, :], axis=0)[0]
+        mask = any_good
+        if ct == "full":
+            mask = mask[:, None, None]
+        elif ct == "diag":
+            mask = mask[:, None]
+        return jnp.where(mask, chosen, v), None
+
+    v, _ = jax.lax.scan(one, v, None, length=_N_INNER)
+    return v
+
+
+def m_step(params: GMMParams, stats: EStepStats, prior: ResolvedPrior | None, reg_covar) -> GMMParams:
+    """One ECM M-step from whitened E-step statistics.
+
+    Parameters
+    ----------
+    params : GMMParams, the parameters the statistics were computed at
+    stats : EStepStats
+    prior : ResolvedPrior or None (maximum likelihood)
+    reg_covar : array of shape (D,), added to covariance diagonals in ML mode
+
+    Returns
+    -------
+    GMMParams
+    """
+    ct = params.covariance_type
+    d = params.n_features
+    dtype = params.means.dtype
+    eps = 10 * jnp.finfo(dtype).eps
+    weights = _weight_step(stats.nk, prior, eps)
+    means = _mean_step(ct, params, stats, prior, eps)
+    delta = means - params.means
+    scatter = _scatter_new(ct, params, stats, delta)
+    nk = stats.nk
+    if prior is None:
+        nke = nk + eps
+        if ct == "full":
+            v = scatter / nke[:, None, None] + jnp.diag(reg_covar)
+        elif ct == "tied":
+            v = scatter / jnp.sum(nke) + jnp.diag(reg_covar)
+        elif ct == "diag":
+            v = scatter / nke[:, None] + reg_covar
+        else:
+            v = scatter / (nke * d) + jnp.mean(reg_covar)
+    else:
+        v0 = _factors_to_cov(ct, params)
+        n = jnp.sum(nk) if ct == "tied" else nk
+        v = _cov_map_step(ct, v0, scatter, n, prior, d)
+    scales, corr_chol = _cov_to_factors(ct, v)
+    new = GMMParams(weights, means, scales, corr_chol, ct)
+    if prior is not None and prior.ordered_means:
+        new = sort_components(new, prior)
+    return new
+
+
+def sort_components(params: GMMParams, prior=None) -> GMMParams:
+    """Reorder components by the mean of the first feature."""
+    order = jnp.argsort(params.means[..., 0], axis=-1)
+    return permute_components(params, order)
+
+
+def permute_components(params: GMMParams, order) -> GMMParams:
+    """Apply a component permutation ``order`` (K,) to every per-component field."""
+    ct = params.covariance_type
+    take = lambda a: jnp.take(a, order, axis=0)  # noqa: E731
+    scales = params.scales if ct == "tied" else take(params.scales)
+    corr = params.corr_chol if ct != "full" else take(params.corr_chol)
+    return GMMParams(take(params.weights), take(params.means), scales, corr, ct)
+
+
+# ---------------------------------------------------------------------------------------------
+# objective, init/step, the loop
+# ---------------------------------------------------------------------------------------------
+def objective(params: GMMParams, stats: EStepStats, prior: ResolvedPrior | None):
+    """Log posterior (MAP) or log-likelihood (ML) from a pass's statistics."""
+    if prior is None:
+        return stats.loglik
+    return stats.loglik + log_prior(params, prior)
+
+
+def em_init(params: GMMParams) -> EMState:
+    dtype = params.means.dtype
+    return EMState(params, jnp.asarray(-jnp.inf, dtype), jnp.asarray(0, jnp.int32), jnp.asarray(False))
+
+
+def em_step(state: EMState, xb, wb, prior, reg_covar, tol, total_weight):
+    """One EM iteration: E-step at ``state.params`` (whose objective it returns), then M-step."""
+    stats = estep_stats(state.params, xb, wb)
+    obj = objective(state.params, stats, prior)
+    new_params = m_step(state.params, stats, prior, reg_covar)
+    change = (obj - state.prev_objective) / total_weight
+    converged = jnp.abs(change) < tol
+    return EMState(new_params, obj, state.n_iter + 1, converged), obj
+
+
+def _em_segment(state: EMState, xb, wb, prior, reg_covar, tol, max_iter):
+    """Run up to ``SEGMENT`` iterations (stopping at convergence or ``max_iter``)."""
+    TRACE_COUNTS["em_segment"] += 1
+    total = jnp.sum(wb)
+    start = state.n_iter
+    hist = jnp.full((SEGMENT,), jnp.nan, state.params.means.dtype)
+
+    def cond(c):
+        s, _ = c
+        return (~s.converged) & (s.n_iter < max_iter) & (s.n_iter - start < SEGMENT)
+
+    def body(c):
+        s, h = c
+        s2, obj = em_step(s, xb, wb, prior, reg_covar, tol, total)
+        h = h.at[s.n_iter - start].set(obj)
+        return s2, h
+
+    return jax.lax.while_loop(cond, body, (state, hist))
+
+
+def _final_pass(params: GMMParams, xb, wb, prior):
+    TRACE_COUNTS["em_objective"] += 1
+    stats = estep_stats(params, xb, wb)
+    return objective(params, stats, prior), stats.loglik
+
+
+_em_segment_batched = jax.jit(jax.vmap(_em_segment, in_axes=(0, None, None, None, None, None, None)))
+_final_pass_batched = jax.jit(jax.vmap(_final_pass, in_axes=(0, None, None, None)))
+
+
+def run_em(params0: GMMParams, xb, wb, prior: ResolvedPrior | None, reg_covar, tol, max_iter):
+    """Run EM from (possibly batched) starting parameters until convergence or ``max_iter``.
+
+    Parameters
+    ----------
+    params0 : GMMParams with a leading ``(n_init,)`` axis
+    xb, wb : data blocks, see :func:`bayesgmm.core.density.to_blocks`
+    prior : ResolvedPrior or None
+    reg_covar : array (D,)
+    tol, max_iter : numbers (traced)
+
+    Returns
+    -------
+    params : GMMParams with the leading ``(n_init,)`` axis
+    info : EMInfo
+    """
+    dtype = params0.means.dtype
+    tol = jnp.asarray(tol, dtype)
+    max_iter = jnp.asarray(max_iter, jnp.int32)
+    reg_covar = jnp.asarray(reg_covar, dtype)
+    state = jax.vmap(em_init)(params0)
+    seg = _em_segment_batched
+    histories = []
+    while True:
+        state, hist = seg(state, xb, wb, prior, reg_covar, tol, max_iter)
+        histories.append(np.asarray(hist))
+        done = np.asarray(state.converged) | (np.asarray(state.n_iter) >= int(max_iter))
+        if done.all():
+            break
+    final_obj, final_ll = _final_pass_batched(state.params, xb, wb, prior)
+    n_iter = np.asarray(state.n_iter)
+    hist = np.concatenate(histories, axis=1)
+    width = int(n_iter.max()) + 1
+    history = np.full((hist.shape[0], width), np.nan, dtype=hist.dtype)
+    for i in range(hist.shape[0]):
+        history[i, : n_iter[i]] = hist[i, : n_iter[i]]
+        history[i, n_iter[i]] = np.asarray(final_obj[i])
+    n_empty = jnp.sum(state.params.weights <= 0, axis=-1)
+    info = EMInfo(final_obj, final_ll, state.n_iter, state.converged, history, n_empty)
+    return state.params, info

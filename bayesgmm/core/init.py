@@ -1,0 +1,156 @@
+"""Starting points for EM (pure JAX): k-means++, k-means, random responsibilities, random data points.
+
+Each method produces responsibilities block by block; one M-step from them (at unit covariances)
+gives the starting parameters, exactly as scikit-learn initialises from ``resp``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from .density import estep_stats
+from .em import m_step
+from .params import GMMParams
+
+__all__ = ["INIT_METHODS", "kmeans_plus_plus", "kmeans", "init_params"]
+
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+_KMEANS_MAX_ITER = 100
+
+
+def _sq_dist(x, c):
+    """Squared distances (n, K) between rows of x (n, D) and centres c (K, D)."""
+    return jnp.maximum(
+        jnp.sum(x * x, axis=-1)[:, None] - 2 * x @ c.T + jnp.sum(c * c, axis=-1)[None], 0.0
+    )
+
+
+def kmeans_plus_plus(key, x, w, n_components: int):
+    """k-means++ seeding (Arthur & Vassilvitskii 2007) with sample weights.
+
+    Parameters
+    ----------
+    key : PRNG key
+    x : (n, D); w : (n,) non-negative weights (0 for padding rows)
+
+    Returns
+    -------
+    centres : (n_components, D)
+    """
+    keys = jax.random.split(key, n_components)
+    logw = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)
+    i0 = jax.random.categorical(keys[0], logw)
+    centres = jnp.zeros((n_components, x.shape[1]), x.dtype).at[0].set(x[i0])
+    d2 = jnp.sum((x - x[i0]) ** 2, axis=-1)
+
+    def body(i, carry):
+        centres, d2 = carry
+        p = w * d2
+        # all remaining mass at distance 0 (duplicated points): fall back to the weights
+        p = jnp.where(jnp.sum(p) > 0, p, w)
+        logits = jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)), -jnp.inf)
+        idx = jax.random.categorical(keys[i], logits)
+        c = x[idx]
+        return centres.at[i].set(c), jnp.minimum(d2, jnp.sum((x - c) ** 2, axis=-1))
+
+    centres, _ = jax.lax.fori_loop(1, n_components, body, (centres, d2))
+    return centres
+
+
+def kmeans(key, xb, wb, n_components: int, max_iter: int = _KMEANS_MAX_ITER, tol=1e-4):
+    """Weighted Lloyd iterations from k-means++ seeds, in blocks. Returns centres (K, D)."""
+    d = xb.shape[-1]
+    centres = kmeans_plus_plus(key, xb.reshape(-1, d), wb.reshape(-1), n_components)
+
+    def lloyd(c):
+        def body(carry, blk):
+            x, w = blk
+            lab = jnp.argmin(_sq_dist(x, c), axis=-1)
+            oh = jax.nn.one_hot(lab, n_components, dtype=x.dtype) * w[:, None]
+            return (carry[0] + oh.sum(0), carry[1] + oh.T @ x), None
+
+        init = (jnp.zeros(n_components, xb.dtype), jnp.zeros((n_components, d), xb.dtype))
+        (cnt, sums), _ = jax.lax.scan(body, init, (xb, wb))
+        new = jnp.where(cnt[:, None] > 0, sums / jnp.where(cnt > 0, cnt, 1.0)[:, None], c)
+        return new
+
+    def cond(s):
+        c, shift, i = s
+        return (i < max_iter) & (shift > tol)
+
+    def step(s):
+        c, _, i = s
+        new = lloyd(c)
+        return new, jnp.sum((new - c) ** 2), i + 1
+
+    centres, _, _ = jax.lax.while_loop(cond, step, (centres, jnp.asarray(jnp.inf, xb.dtype), 0))
+    return centres
+
+
+def _unit_params(centres, n_components, covariance_type, dtype):
+    d = centres.shape[-1]
+    k = n_components
+    w = jnp.full((k,), 1.0 / k, dtype)
+    if covariance_type == "full":
+        return GMMParams(w, centres, jnp.ones((k, d), dtype), jnp.broadcast_to(jnp.eye(d, dtype=dtype), (k, d, d)), "full")
+    if covariance_type == "tied":
+        return GMMParams(w, centres, jnp.ones((d,), dtype), jnp.eye(d, dtype=dtype), "tied")
+    if covariance_type == "diag":
+        return GMMParams(w, centres, jnp.ones((k, d), dtype), None, "diag")
+    return GMMParams(w, centres, jnp.ones((k,), dtype), None, "spherical")
+
+
+def init_params(key, xb, wb, n_components: int, covariance_type: str, method: str, prior, reg_covar):
+    """Starting parameters for one EM run.
+
+    Parameters
+    ----------
+    key : PRNG key
+    xb, wb : data blocks (see :func:`bayesgmm.core.density.to_blocks`)
+    n_components : int
+    covariance_type : str
+    method : one of ``INIT_METHODS``
+    prior : ResolvedPrior or None
+    reg_covar : (D,)
+
+    Returns
+    -------
+    GMMParams
+    """
+    dtype = xb.dtype
+    n_blocks, block, d = xb.shape
+    k = n_components
+    if method in ("kmeans", "k-means++"):
+        if method == "kmeans":
+            centres = kmeans(key, xb, wb, k)
+        else:
+            centres = kmeans_plus_plus(key, xb.reshape(-1, d), wb.reshape(-1), k)
+
+        def resp_fn(i, x):
+            return jax.nn.one_hot(jnp.argmin(_sq_dist(x, centres), axis=-1), k, dtype=dtype)
+
+    elif method == "random":
+        centres = jnp.zeros((k, d), dtype)
+
+        def resp_fn(i, x):
+            r = jax.random.uniform(jax.random.fold_in(key, i), (x.shape[0], k), dtype)
+            return r / jnp.sum(r, axis=-1, keepdims=True)
+
+    elif method == "random_from_data":
+        w = wb.reshape(-1)
+        logits = jnp.where(w > 0, 0.0, -jnp.inf)
+        # k distinct rows among those with positive weight (Gumbel top-k = sampling w/o replacement)
+        g = jax.random.gumbel(key, w.shape, dtype) + logits
+        chosen = jax.lax.top_k(g, k)[1]
+        centres = xb.reshape(-1, d)[chosen]
+
+        def resp_fn(i, x):
+            rows = i * block + jnp.arange(x.shape[0])
+            return (rows[:, None] == chosen[None, :]).astype(dtype)
+
+    else:
+        raise ValueError(f"unknown init method {method!r}")
+    params0 = _unit_params(centres, k, covariance_type, dtype)
+    stats = estep_stats(params0, xb, wb, resp_fn=resp_fn)
+    return m_step(params0, stats, prior, reg_covar)

@@ -1,0 +1,57 @@
+"""The model's log densities in natural parameters: likelihood, prior and posterior."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from .density import log_likelihood
+from .params import GMMParams
+from .prior import Prior, ResolvedPrior, log_prior, resolve_prior
+
+__all__ = ["log_posterior"]
+
+
+def log_posterior(params: GMMParams, x, prior=None, sample_weight=None):
+    """Unnormalised log posterior ``log p(x | theta) + log p(theta)``.
+
+    ``log p(theta)`` is exactly the density that the NumPyro model of the same covariance type
+    assigns to its sample sites ``weights``, ``means``, ``scales`` and ``corr_chol`` (natural
+    parameters, no unconstrained-space Jacobian); MAP-EM maximises this function.
+
+    Parameters
+    ----------
+    params : GMMParams (no batch axes)
+    x : array-like of shape (n_samples, n_features)
+    prior : Prior, ResolvedPrior or None
+        A ``Prior`` has its data-derived defaults resolved from ``x`` (and ``sample_weight``);
+        ``None`` gives the log-likelihood alone.
+    sample_weight : array-like of shape (n_samples,), optional
+        Per-sample weights multiplying each log-likelihood term.
+
+    Returns
+    -------
+    scalar array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesgmm import GMMParams, Prior, log_posterior
+    >>> p = GMMParams.from_covariances([0.5, 0.5], [[0.0], [3.0]], [[1.0], [1.0]], "diag")
+    >>> x = np.array([[0.1], [2.9], [3.2]])
+    >>> bool(np.isfinite(log_posterior(p, x, Prior())))
+    True
+    """
+    x = jnp.asarray(x, params.means.dtype)
+    ll = log_likelihood(params, x)
+    if sample_weight is not None:
+        ll = ll * jnp.asarray(sample_weight, ll.dtype)
+    total = jnp.sum(ll)
+    if prior is None:
+        return total
+    if isinstance(prior, Prior):
+        prior = resolve_prior(
+            prior, x, params.n_components, params.covariance_type, sample_weight, params.means.dtype
+        )
+    if not isinstance(prior, ResolvedPrior):
+        raise TypeError(f"prior must be a Prior, a ResolvedPrior or None, got {prior!r}.")
+    return total + log_prior(params, prior)

@@ -1,0 +1,160 @@
+"""The parameters pytree shared by EM, NUTS and VI.
+
+One vocabulary for every fitting method: mixture ``weights``, component ``means`` and the covariance
+factors of the covariance type, in the *natural* parameters of the model
+
+* ``scales``: per-feature standard deviations,
+* ``corr_chol``: the lower Cholesky factor of the correlation matrix (``full`` and ``tied`` only),
+
+so that ``covariance = diag(scales) @ corr_chol @ corr_chol.T @ diag(scales)``. Every field may carry
+extra leading axes (``(n_init, ...)`` for restarts, ``(chain, draw, ...)`` for MCMC, ``(sample, ...)``
+for VI); the trailing shapes are
+
+============  ==============  =============  ================
+type          weights / means  scales         corr_chol
+============  ==============  =============  ================
+full          (K,) / (K, D)    (K, D)         (K, D, D)
+tied          (K,) / (K, D)    (D,)           (D, D)
+diag          (K,) / (K, D)    (K, D)         None
+spherical     (K,) / (K, D)    (K,)           None
+============  ==============  =============  ================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["COVARIANCE_TYPES", "GMMParams", "check_covariance_type"]
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+def check_covariance_type(covariance_type: Any) -> str:
+    """Return ``covariance_type`` if valid, else raise a ValueError that lists the valid ones."""
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type={covariance_type!r} is not supported; use one of "
+            f"{', '.join(repr(c) for c in COVARIANCE_TYPES)}."
+        )
+    return covariance_type
+
+
+@dataclasses.dataclass(frozen=True)
+class GMMParams:
+    """Parameters of a Gaussian mixture in natural coordinates (a JAX pytree).
+
+    Parameters
+    ----------
+    weights : array of shape (..., n_components)
+        Mixture weights on the simplex.
+    means : array of shape (..., n_components, n_features)
+        Component means.
+    scales : array
+        Per-feature standard deviations; shape ``(..., K, D)`` for full and diag, ``(..., D)`` for
+        tied, ``(..., K)`` for spherical.
+    corr_chol : array or None
+        Lower Cholesky factor of the correlation matrix: ``(..., K, D, D)`` for full,
+        ``(..., D, D)`` for tied, ``None`` for diag and spherical.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Static (not traced) structure of the covariance.
+    """
+
+    weights: Any
+    means: Any
+    scales: Any
+    corr_chol: Any = None
+    covariance_type: str = "full"
+
+    # -- shapes ---------------------------------------------------------------------------------
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[-2]
+
+    @property
+    def n_features(self) -> int:
+        return self.means.shape[-1]
+
+    @property
+    def batch_shape(self) -> tuple:
+        return tuple(self.means.shape[:-2])
+
+    # -- derived covariance quantities ------------------------------------------------------------
+    def cov_chol(self):
+        """Lower Cholesky factor of each covariance.
+
+        Returns
+        -------
+        array of shape (..., K, D, D) for full, (..., D, D) for tied.
+        For diag and spherical, the per-feature standard deviations ``(..., K, D)`` / ``(..., K)``.
+        """
+        if self.covariance_type in ("full", "tied"):
+            return self.scales[..., :, None] * self.corr_chol
+        return self.scales
+
+    def covariances(self):
+        """Covariances in scikit-learn's layout.
+
+        Returns
+        -------
+        array of shape (..., K, D, D) for full, (..., D, D) for tied, (..., K, D) for diag
+        (variances) and (..., K) for spherical (variances).
+        """
+        if self.covariance_type in ("full", "tied"):
+            u = self.cov_chol()
+            return u @ jnp.swapaxes(u, -1, -2)
+        return self.scales**2
+
+    def precisions_cholesky(self):
+        """scikit-learn's ``precisions_cholesky_``: upper-triangular ``inv(cov_chol).T``.
+
+        For diag and spherical, the inverse standard deviations.
+        """
+        if self.covariance_type in ("full", "tied"):
+            u = self.cov_chol()
+            eye = jnp.broadcast_to(jnp.eye(self.n_features, dtype=u.dtype), u.shape)
+            inv = jax.scipy.linalg.solve_triangular(u, eye, lower=True)
+            return jnp.swapaxes(inv, -1, -2)
+        return 1.0 / self.scales
+
+    def precisions(self):
+        """Precision matrices (inverse covariances), scikit-learn's layout."""
+        if self.covariance_type in ("full", "tied"):
+            p = self.precisions_cholesky()
+            return p @ jnp.swapaxes(p, -1, -2)
+        return 1.0 / self.scales**2
+
+    # -- constructors ---------------------------------------------------------------------------
+    @classmethod
+    def from_covariances(cls, weights, means, covariances, covariance_type: str) -> "GMMParams":
+        """Build parameters from covariances in scikit-learn's layout (see :meth:`covariances`)."""
+        check_covariance_type(covariance_type)
+        weights = jnp.asarray(weights)
+        means = jnp.asarray(means)
+        covariances = jnp.asarray(covariances, dtype=means.dtype)
+        if covariance_type in ("full", "tied"):
+            scales = jnp.sqrt(jnp.diagonal(covariances, axis1=-2, axis2=-1))
+            corr = covariances / (scales[..., :, None] * scales[..., None, :])
+            corr_chol = jnp.linalg.cholesky(corr)
+            return cls(weights, means, scales, corr_chol, covariance_type)
+        return cls(weights, means, jnp.sqrt(covariances), None, covariance_type)
+
+    def replace(self, **changes) -> "GMMParams":
+        return dataclasses.replace(self, **changes)
+
+    def astype(self, dtype) -> "GMMParams":
+        return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), self)
+
+    def __getitem__(self, index) -> "GMMParams":
+        """Index the leading (batch) axes, e.g. ``params[best]`` or ``params[chain, draw]``."""
+        return jax.tree_util.tree_map(lambda a: a[index], self)
+
+
+jax.tree_util.register_dataclass(
+    GMMParams,
+    data_fields=["weights", "means", "scales", "corr_chol"],
+    meta_fields=["covariance_type"],
+)

@@ -1,0 +1,335 @@
+"""The one definition of the prior, used by MAP-EM, NUTS and VI.
+
+``Prior`` is the user-facing immutable spec (values in data units, ``None`` meaning a data-derived
+default); ``ResolvedPrior`` is the pytree of arrays the jitted code sees (all values traced, only the
+scale family and ``ordered_means`` static). ``log_prior`` is exactly the log density that the NumPyro
+model assigns to its sample sites
+
+* ``weights   ~ Dirichlet(weight_concentration)``
+* ``means     ~ Normal(mean_loc, mean_scale)`` independently per component and feature
+* ``scales    ~ HalfNormal(scale_scale) | HalfCauchy(scale_scale) | LogNormal(log(scale_scale), 1)``
+* ``corr_chol ~ LKJCholesky(n_features, lkj_concentration)`` (full: one per component; tied: one)
+
+in those natural parameters (no unconstrained-space Jacobian).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import gammaln, multigammaln
+
+from .params import GMMParams
+
+__all__ = [
+    "SCALE_PRIORS",
+    "LOG_NORMAL_SIGMA",
+    "Prior",
+    "ResolvedPrior",
+    "resolve_prior",
+    "log_prior",
+    "scale_log_density",
+    "lkj_cholesky_log_density",
+]
+
+SCALE_PRIORS = ("half_normal", "half_cauchy", "log_normal")
+#: Standard deviation of log(scale) under ``scale_prior="log_normal"`` (a factor of e either way).
+LOG_NORMAL_SIGMA = 1.0
+#: Default ``mean_scale`` as a multiple of each feature's standard deviation.
+MEAN_SCALE_FACTOR = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Prior:
+    """Prior of the Gaussian mixture, shared by MAP-EM, NUTS and VI.
+
+    All values are in data units. A ``None`` location/scale field takes a weakly informative,
+    data-derived default computed from the (weighted) training data, so that fitting ``c * X``
+    gives ``c *`` the means and covariances scale by ``c**2`` (scale equivariance).
+
+    Parameters
+    ----------
+    weight_concentration : float or array-like of shape (n_components,), default=1.0
+        Dirichlet concentration ``alpha`` of the weights. ``1`` is uniform on the simplex (the MAP
+        weights equal the maximum-likelihood ones); ``> 1`` pulls weights towards equality;
+        ``< 1`` is a sparse ("overfitted mixture") prior under which MAP-EM empties superfluous
+        components (their weight becomes exactly 0 and they are reported as empty).
+    mean_loc : float or array-like of shape (n_features,), optional
+        Prior mean of every component mean. Default: the weighted mean of ``X``.
+    mean_scale : float or array-like of shape (n_features,), optional
+        Prior standard deviation of each mean coordinate. Default: ``2 *`` the weighted standard
+        deviation of each feature of ``X``.
+    scale_prior : {"log_normal", "half_normal", "half_cauchy"}, default="log_normal"
+        Family of the prior on each component standard deviation. ``"log_normal"`` (location
+        ``log(scale_scale)``, log-sd ``1``) vanishes at zero, so the MAP exists even when a
+        component could collapse onto a single point or onto tied values; ``"half_normal"`` and
+        ``"half_cauchy"`` (scale ``scale_scale``) are the usual NUTS choices but do not rule out a
+        degenerate MAP.
+    scale_scale : float or array-like, optional
+        Scale of the scale prior, per feature ``(n_features,)`` (full, tied, diag) or a scalar
+        (spherical). Default: the weighted standard deviation of each feature (spherical: the root
+        mean of the feature variances).
+    lkj_concentration : float, default=2.0
+        LKJ ``eta`` of the correlation prior (full and tied). ``1`` is uniform over correlation
+        matrices; larger values favour weaker correlations.
+    ordered_means : bool, default=False
+        Restrict the prior to components ordered by the mean of the first feature (an
+        identifiability constraint). The restricted density is left unnormalised (it differs from
+        the normalised one by ``log(n_components!)``).
+
+    Examples
+    --------
+    >>> from bayesgmm import Prior
+    >>> Prior(weight_concentration=0.5, scale_prior="half_normal")  # doctest: +ELLIPSIS
+    Prior(weight_concentration=0.5, ..., scale_prior='half_normal', ...)
+    """
+
+    weight_concentration: Any = 1.0
+    mean_loc: Any = None
+    mean_scale: Any = None
+    scale_prior: str = "log_normal"
+    scale_scale: Any = None
+    lkj_concentration: Any = 2.0
+    ordered_means: bool = False
+
+    def __post_init__(self):
+        if self.scale_prior not in SCALE_PRIORS:
+            raise ValueError(
+                f"Prior(scale_prior={self.scale_prior!r}) is not supported; use one of "
+                f"{', '.join(repr(s) for s in SCALE_PRIORS)}."
+            )
+        _check_positive("weight_concentration", self.weight_concentration)
+        _check_positive("mean_scale", self.mean_scale)
+        _check_positive("scale_scale", self.scale_scale)
+        _check_positive("lkj_concentration", self.lkj_concentration)
+        if self.mean_loc is not None:
+            loc = np.asarray(self.mean_loc, dtype=float)
+            if not np.all(np.isfinite(loc)):
+                raise ValueError("Prior(mean_loc=...) must be finite.")
+        if not isinstance(self.ordered_means, (bool, np.bool_)):
+            raise TypeError(f"Prior(ordered_means=...) must be a bool, got {self.ordered_means!r}.")
+
+
+def _check_positive(name, value):
+    if value is None:
+        return
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"Prior({name}=...) must be a number or an array of numbers, got {value!r}.")
+    if arr.ndim > 1:
+        raise ValueError(f"Prior({name}=...) must be a scalar or a 1-D array, got shape {arr.shape}.")
+    if not np.all(np.isfinite(arr)) or not np.all(arr > 0):
+        raise ValueError(f"Prior({name}={value!r}) must be finite and > 0.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedPrior:
+    """Prior with every value an array of the right shape (a pytree; values are traced).
+
+    Attributes
+    ----------
+    weight_concentration : (K,)
+    mean_loc, mean_scale : (D,)
+    scale_scale : (D,) for full/tied/diag, () for spherical
+    lkj_concentration : ()
+    scale_prior : str (static)
+    ordered_means : bool (static)
+    """
+
+    weight_concentration: Any
+    mean_loc: Any
+    mean_scale: Any
+    scale_scale: Any
+    lkj_concentration: Any
+    scale_prior: str = "log_normal"
+    ordered_means: bool = False
+
+    def replace(self, **changes) -> "ResolvedPrior":
+        return dataclasses.replace(self, **changes)
+
+    def affine(self, shift, scale) -> "ResolvedPrior":
+        """The same prior for data ``(x - shift) / scale`` (``scale`` per feature or scalar)."""
+        shift = jnp.asarray(shift)
+        scale = jnp.asarray(scale)
+        scale_for_scales = scale if self.scale_scale.ndim == scale.ndim else jnp.mean(scale)
+        return self.replace(
+            mean_loc=(self.mean_loc - shift) / scale,
+            mean_scale=self.mean_scale / scale,
+            scale_scale=self.scale_scale / scale_for_scales,
+        )
+
+
+jax.tree_util.register_dataclass(
+    ResolvedPrior,
+    data_fields=["weight_concentration", "mean_loc", "mean_scale", "scale_scale", "lkj_concentration"],
+    meta_fields=["scale_prior", "ordered_means"],
+)
+
+
+def weighted_moments(x, sample_weight=None):
+    """Weighted column mean and standard deviation (numpy, float64) of ``x`` (n, D)."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.ones(x.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    total = w.sum()
+    mean = (w[:, None] * x).sum(0) / total
+    var = (w[:, None] * (x - mean) ** 2).sum(0) / total
+    return mean, np.sqrt(var)
+
+
+def resolve_prior(
+    prior: Prior, x, n_components: int, covariance_type: str, sample_weight=None, dtype=None
+) -> ResolvedPrior:
+    """Fill the data-derived defaults of ``prior`` from ``x`` and broadcast every value.
+
+    Parameters
+    ----------
+    prior : Prior
+    x : array-like of shape (n_samples, n_features)
+    n_components : int
+    covariance_type : str
+    sample_weight : array-like of shape (n_samples,), optional
+    dtype : numpy dtype of the result (default: float32 unless JAX x64 is enabled)
+
+    Returns
+    -------
+    ResolvedPrior
+    """
+    if not isinstance(prior, Prior):
+        raise TypeError(f"prior must be a bayesgmm.Prior, 'default' or None, got {prior!r}.")
+    x = np.asarray(x)
+    n_features = x.shape[1]
+    mean, std = weighted_moments(x, sample_weight)
+    needs_std = prior.mean_scale is None or prior.scale_scale is None
+    if needs_std and np.any(std <= 0):
+        bad = np.flatnonzero(std <= 0).tolist()
+        raise ValueError(
+            f"X has constant feature(s) {bad}: the default prior scales are derived from each "
+            "feature's standard deviation. Drop constant features or pass explicit "
+            "Prior(mean_scale=..., scale_scale=...)."
+        )
+    dtype = dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+
+    def vec(name, value, default, length):
+        arr = np.asarray(default if value is None else value, dtype=np.float64)
+        if arr.ndim == 0:
+            arr = np.full(length, float(arr))
+        if arr.shape != (length,):
+            raise ValueError(
+                f"Prior({name}=...) has shape {arr.shape}; expected a scalar or shape ({length},)."
+            )
+        return jnp.asarray(arr, dtype)
+
+    if covariance_type == "spherical":
+        default_ss = np.sqrt(np.mean(std**2))
+        ss = np.asarray(default_ss if prior.scale_scale is None else prior.scale_scale, np.float64)
+        if ss.ndim != 0:
+            raise ValueError(
+                "Prior(scale_scale=...) must be a scalar for covariance_type='spherical' "
+                f"(one scale per component), got shape {ss.shape}."
+            )
+        scale_scale = jnp.asarray(ss, dtype)
+    else:
+        scale_scale = vec("scale_scale", prior.scale_scale, std, n_features)
+    return ResolvedPrior(
+        weight_concentration=vec(
+            "weight_concentration", prior.weight_concentration, 1.0, n_components
+        ),
+        mean_loc=vec("mean_loc", prior.mean_loc, mean, n_features),
+        mean_scale=vec("mean_scale", prior.mean_scale, MEAN_SCALE_FACTOR * std, n_features),
+        scale_scale=scale_scale,
+        lkj_concentration=jnp.asarray(float(prior.lkj_concentration), dtype),
+        scale_prior=prior.scale_prior,
+        ordered_means=bool(prior.ordered_means),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# log densities (pure JAX)
+# ---------------------------------------------------------------------------------------------
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def scale_log_density(s, scale_scale, family: str):
+    """Elementwise log density of a standard deviation ``s`` under the scale prior."""
+    if family == "half_normal":
+        z = s / scale_scale
+        return math.log(2.0) - _HALF_LOG_2PI - jnp.log(scale_scale) - 0.5 * z * z
+    if family == "half_cauchy":
+        z = s / scale_scale
+        return math.log(2.0 / math.pi) - jnp.log(scale_scale) - jnp.log1p(z * z)
+    if family == "log_normal":
+        sig = LOG_NORMAL_SIGMA
+        logs = jnp.log(s)
+        z = (logs - jnp.log(scale_scale)) / sig
+        return -logs - math.log(sig) - _HALF_LOG_2PI - 0.5 * z * z
+    raise ValueError(f"unknown scale prior {family!r}")
+
+
+def lkj_cholesky_log_density(corr_chol, eta):
+    """``LKJCholesky(D, eta).log_prob`` (NumPyro's density, normalised), batched over leading axes."""
+    d = corr_chol.shape[-1]
+    if d == 1:
+        return jnp.zeros(corr_chol.shape[:-2], corr_chol.dtype)
+    i = jnp.arange(1, d)
+    order = 2.0 * eta - (3 - d) - i  # = 2 eta - 2 + D - (i + 1), rows i = 1..D-1 (0-based)
+    diag = corr_chol[..., i, i]
+    unnorm = jnp.sum(order * jnp.log(diag), axis=-1)
+    dm1 = d - 1
+    alpha = eta + 0.5 * dm1
+    log_norm = multigammaln(alpha - 0.5, dm1) - gammaln(alpha) * dm1 + 0.5 * dm1 * math.log(math.pi)
+    return unnorm - log_norm
+
+
+def dirichlet_log_density(weights, alpha):
+    """Dirichlet log density; components with weight exactly 0 (emptied by a sparse prior) are
+    left out, i.e. the density is that of the Dirichlet on the remaining face of the simplex."""
+    active = weights > 0
+    a = jnp.where(active, alpha, 0.0)
+    logw = jnp.log(jnp.where(active, weights, 1.0))
+    return (
+        jnp.sum(jnp.where(active, (alpha - 1.0) * logw, 0.0), axis=-1)
+        + gammaln(jnp.sum(a, axis=-1))
+        - jnp.sum(jnp.where(active, gammaln(alpha), 0.0), axis=-1)
+    )
+
+
+def normal_log_density(x, loc, scale):
+    z = (x - loc) / scale
+    return -_HALF_LOG_2PI - jnp.log(scale) - 0.5 * z * z
+
+
+def log_prior(params: GMMParams, prior: ResolvedPrior):
+    """Log prior density ``log p(theta)`` in natural parameters.
+
+    Parameters
+    ----------
+    params : GMMParams, possibly with leading batch axes
+    prior : ResolvedPrior
+
+    Returns
+    -------
+    array of shape params.batch_shape
+    """
+    lp = dirichlet_log_density(params.weights, prior.weight_concentration)
+    lp = lp + jnp.sum(normal_log_density(params.means, prior.mean_loc, prior.mean_scale), axis=(-2, -1))
+    ls = scale_log_density(params.scales, prior.scale_scale, prior.scale_prior)
+    ct = params.covariance_type
+    if ct in ("full", "diag"):
+        lp = lp + jnp.sum(ls, axis=(-2, -1))
+    else:  # tied (D,), spherical (K,)
+        lp = lp + jnp.sum(ls, axis=-1)
+    if ct == "full":
+        lp = lp + jnp.sum(lkj_cholesky_log_density(params.corr_chol, prior.lkj_concentration), axis=-1)
+    elif ct == "tied":
+        lp = lp + lkj_cholesky_log_density(params.corr_chol, prior.lkj_concentration)
+    if prior.ordered_means:
+        first = params.means[..., 0]
+        ordered = jnp.all(first[..., 1:] >= first[..., :-1], axis=-1)
+        lp = jnp.where(ordered, lp, -jnp.inf)
+    return lp

@@ -1,0 +1,255 @@
+"""MAP-EM runner: ``(rng_key, x, spec) -> MAPResult``.
+
+Host-side orchestration around the pure core: resolve the prior in data units, standardise the data
+(a per-feature affine map under which the model is equivariant, which keeps float32 sound), batch
+``n_init`` restarts with ``vmap``, keep the best, and map everything back to data units.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..core.density import default_block_size, to_blocks
+from ..core.em import EMInfo, run_em
+from ..core.init import INIT_METHODS, init_params
+from ..core.params import GMMParams, check_covariance_type
+from ..core.prior import Prior, ResolvedPrior, resolve_prior, weighted_moments
+
+__all__ = ["MAPResult", "fit_map", "default_dtype"]
+
+
+def default_dtype():
+    """float64 when JAX's x64 mode is on, else float32."""
+    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+
+@dataclasses.dataclass(frozen=True)
+class MAPResult:
+    """Result of :func:`fit_map` (immutable).
+
+    Attributes
+    ----------
+    params : GMMParams
+        Best parameters, data units.
+    objective : float
+        Log posterior (or log-likelihood when ``prior`` is None) at ``params``; equals
+        ``log_posterior(params, x, prior, sample_weight)``.
+    log_likelihood : float
+        ``sum_n w_n log p(x_n | params)``.
+    converged : bool
+    n_iter : int
+    history : ndarray of shape (n_iter + 1,)
+        Objective after 0, 1, ..., n_iter M-steps of the best run.
+    n_empty : int
+        Components with weight exactly zero (emptied by a sparse Dirichlet prior).
+    best_index : int
+        Which restart won.
+    restart_objectives : ndarray of shape (n_init,)
+    prior : ResolvedPrior or None
+        The prior in data units.
+    """
+
+    params: GMMParams
+    objective: float
+    log_likelihood: float
+    converged: bool
+    n_iter: int
+    history: np.ndarray
+    n_empty: int
+    best_index: int
+    restart_objectives: np.ndarray
+    prior: ResolvedPrior | None
+    info: EMInfo = dataclasses.field(repr=False, default=None)
+
+
+def _standardisation(x, w, covariance_type):
+    mean, std = weighted_moments(x, w)
+    std = np.where(std > 0, std, 1.0)
+    if covariance_type == "spherical":
+        std = np.full_like(std, np.sqrt(np.mean(std**2)))
+    return mean, std
+
+
+def _to_std(params: GMMParams, shift, scale) -> GMMParams:
+    ct = params.covariance_type
+    s = scale if ct != "spherical" else scale[0]
+    return params.replace(means=(params.means - shift) / scale, scales=params.scales / s)
+
+
+def _from_std(params: GMMParams, shift, scale) -> GMMParams:
+    ct = params.covariance_type
+    s = scale if ct != "spherical" else scale[0]
+    return params.replace(means=params.means * scale + shift, scales=params.scales * s)
+
+
+def _log_jacobian(params: GMMParams, scale, total_weight, with_prior: bool) -> float:
+    """``log p_x - log p_z`` for the standardisation (a constant in the parameters)."""
+    ct = params.covariance_type
+    k = params.n_components
+    logs = np.log(scale)
+    out = -total_weight * logs.sum()
+    if with_prior:
+        out -= k * logs.sum()  # means
+        if ct in ("full", "diag"):
+            out -= k * logs.sum()
+        elif ct == "tied":
+            out -= logs.sum()
+        else:
+            out -= k * logs[0]
+    return float(out)
+
+
+def fit_map(
+    rng_key,
+    x,
+    *,
+    n_components: int,
+    covariance_type: str = "full",
+    prior: Prior | None = None,
+    sample_weight=None,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+    reg_covar: float = 1e-6,
+    n_init: int = 1,
+    init_params_method: str = "kmeans",
+    weights_init=None,
+    means_init=None,
+    covariances_init=None,
+    block_size: int | None = None,
+    dtype=None,
+) -> MAPResult:
+    """Fit a Gaussian mixture by MAP-EM (or ML-EM with ``prior=None``).
+
+    Parameters
+    ----------
+    rng_key : jax PRNG key
+    x : array of shape (n_samples, n_features), finite
+    n_components : int
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    prior : Prior or None
+    sample_weight : array of shape (n_samples,), optional
+    tol, max_iter, reg_covar : EM controls (traced: changing them does not recompile)
+    n_init : int, restarts batched with vmap
+    init_params_method : {"kmeans", "k-means++", "random", "random_from_data"}
+    weights_init, means_init, covariances_init : optional user starts, data units,
+        covariances in scikit-learn's layout for the covariance type
+    block_size : rows per block of the chunked passes (default: automatic)
+    dtype : float32 or float64 (default: float64 iff JAX x64 is enabled)
+
+    Returns
+    -------
+    MAPResult
+    """
+    check_covariance_type(covariance_type)
+    if init_params_method not in INIT_METHODS:
+        raise ValueError(
+            f"init_params={init_params_method!r} is not supported; use one of "
+            f"{', '.join(repr(m) for m in INIT_METHODS)}."
+        )
+    dtype = dtype or default_dtype()
+    x64 = np.asarray(x, dtype=np.float64)
+    n, d = x64.shape
+    w64 = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    total_weight = float(w64.sum())
+
+    rprior = None
+    if prior is not None:
+        rprior = resolve_prior(prior, x64, n_components, covariance_type, w64, dtype)
+    shift, scale = _standardisation(x64, w64, covariance_type)
+    z = jnp.asarray((x64 - shift) / scale, dtype)
+    zprior = None if rprior is None else rprior.affine(jnp.asarray(shift, dtype), jnp.asarray(scale, dtype))
+    reg_z = jnp.asarray(np.full(d, float(reg_covar)) / scale**2, dtype)
+
+    block = block_size or default_block_size(n_components, d)
+    xb, wb = to_blocks(z, jnp.asarray(w64, dtype), block)
+
+    keys = jax.random.split(rng_key, n_init)
+    params0 = _init_batched(keys, xb, wb, n_components, covariance_type, init_params_method, zprior, reg_z)
+    if weights_init is not None or means_init is not None or covariances_init is not None:
+        params0 = _apply_user_init(params0, weights_init, means_init, covariances_init, shift, scale, dtype)
+
+    params_all, info = run_em(params0, xb, wb, zprior, reg_z, tol, max_iter)
+    objs = np.asarray(info.objective, dtype=np.float64)
+    finite = np.isfinite(objs) & np.asarray(
+        jax.vmap(lambda p: _all_finite(p))(params_all)
+    )
+    if not finite.any():
+        raise FloatingPointError(_failure_message(covariance_type, prior is None, reg_covar))
+    best = int(np.argmax(np.where(finite, objs, -np.inf)))
+    params = _from_std(params_all[best], jnp.asarray(shift, dtype), jnp.asarray(scale, dtype))
+    offset = _log_jacobian(params, scale, total_weight, rprior is not None)
+    ll_offset = _log_jacobian(params, scale, total_weight, False)
+    return MAPResult(
+        params=params,
+        objective=float(objs[best] + offset),
+        log_likelihood=float(np.asarray(info.log_likelihood)[best] + ll_offset),
+        converged=bool(np.asarray(info.converged)[best]),
+        n_iter=int(np.asarray(info.n_iter)[best]),
+        history=info.history[best, : int(np.asarray(info.n_iter)[best]) + 1].astype(np.float64) + offset,
+        n_empty=int(np.asarray(info.n_empty)[best]),
+        best_index=best,
+        restart_objectives=objs + offset,
+        prior=rprior,
+        info=info,
+    )
+
+
+def _all_finite(p: GMMParams):
+    leaves = jax.tree_util.tree_leaves(p)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
+
+
+def _failure_message(covariance_type, ml: bool, reg_covar) -> str:
+    fixes = (
+        "increase reg_covar (now {reg}), use fewer components, or fit with the default prior "
+        "(prior='default'), which keeps covariances positive definite".format(reg=reg_covar)
+        if ml
+        else "use fewer components, rescale or deduplicate the data, or strengthen the prior "
+        "(e.g. Prior(scale_prior='log_normal'))"
+    )
+    return (
+        "EM failed: a covariance became singular (ill-defined) or a value became non-finite for "
+        f"every restart (covariance_type={covariance_type!r}). To fix it, " + fixes + "."
+    )
+
+
+def _init_batched(keys, xb, wb, k, ct, method, prior, reg):
+    return _INIT_JIT(keys, xb, wb, prior, reg, k=k, ct=ct, method=method)
+
+
+def _init_impl(keys, xb, wb, prior, reg, *, k, ct, method):
+    return jax.vmap(lambda key: init_params(key, xb, wb, k, ct, method, prior, reg))(keys)
+
+
+_INIT_JIT = jax.jit(_init_impl, static_argnames=("k", "ct", "method"))
+
+
+def _apply_user_init(params0: GMMParams, weights_init, means_init, covariances_init, shift, scale, dtype):
+    n_init = params0.weights.shape[0]
+    ct = params0.covariance_type
+    bcast = lambda a: jnp.broadcast_to(jnp.asarray(a, dtype), (n_init,) + np.shape(a))  # noqa: E731
+    out = params0
+    if weights_init is not None:
+        out = out.replace(weights=bcast(weights_init))
+    if means_init is not None:
+        out = out.replace(means=bcast((np.asarray(means_init, np.float64) - shift) / scale))
+    if covariances_init is not None:
+        cov = np.asarray(covariances_init, np.float64)
+        if ct in ("full", "tied"):
+            cov_z = cov / np.outer(scale, scale)
+        elif ct == "diag":
+            cov_z = cov / scale**2
+        else:
+            cov_z = cov / scale[0] ** 2
+        user = GMMParams.from_covariances(
+            out.weights[0], out.means[0], jnp.asarray(cov_z, dtype), ct
+        )
+        out = out.replace(scales=bcast(user.scales))
+        if ct in ("full", "tied"):
+            out = out.replace(corr_chol=bcast(user.corr_chol))
+    return out

@@ -171,13 +171,18 @@ def to_blocks(x, w, block_size: int):
     xb : (n_blocks, block, D), wb : (n_blocks, block)
     """
     n, d = x.shape
-    block = max(1, min(int(block_size), n))
+    # small data are padded to a power of two so that nearby sizes share one compilation
+    block = max(1, min(int(block_size), _bucket(n)))
     n_blocks = -(-n // block)
     pad = n_blocks * block - n
     if pad:
         x = jnp.concatenate([x, jnp.zeros((pad, d), x.dtype)], axis=0)
         w = jnp.concatenate([w, jnp.zeros((pad,), w.dtype)], axis=0)
     return x.reshape(n_blocks, block, d), w.reshape(n_blocks, block)
+
+
+def _bucket(n: int) -> int:
+    return 1 << max(5, (int(n) - 1).bit_length())
 
 
 def default_block_size(n_components: int, n_features: int, budget: int = 1 << 21) -> int:

@@ -191,20 +191,59 @@ def _cov_objective(ct, v, scatter, n, prior: ResolvedPrior, d):
     return jnp.where(ok, f, -jnp.inf), ok
 
 
+def _scale_score(s, prior: ResolvedPrior):
+    """``d log p(s) / ds`` of the scale prior (elementwise)."""
+    tau = prior.scale_scale
+    if prior.scale_prior == "half_normal":
+        return -s / tau**2
+    if prior.scale_prior == "half_cauchy":
+        return -2 * s / (tau**2 + s * s)
+    from .prior import LOG_NORMAL_SIGMA
+
+    return -1.0 / s - (jnp.log(s) - jnp.log(tau)) / (LOG_NORMAL_SIGMA**2 * s)
+
+
+def _cov_gradient(ct, v, scatter, n, prior: ResolvedPrior, d):
+    """Analytic gradient of the covariance M-step objective with respect to ``v``.
+
+    Full/tied, with ``U = chol(V)``, ``M = U^{-1}``, ``s = sqrt(diag V)`` and the LKJCholesky
+    exponents ``c_i = 2 eta - 2 + D - i`` (1-based, ``c_1 = 0``)::
+
+        G = -n/2 V^-1 + 1/2 V^-1 S V^-1 + diag(psi(s) / (2 s) - c / (2 s^2)) + 1/2 M^T diag(c) M
+
+    where ``psi = d log p(s) / ds`` and ``sum_i c_i log U_ii`` telescopes into leading-minor log
+    determinants whose gradients are ``M_{<=i}^T M_{<=i}``.
+    """
+    if ct in ("full", "tied"):
+        u = jnp.linalg.cholesky(v)
+        eye = jnp.broadcast_to(jnp.eye(d, dtype=v.dtype), v.shape)
+        m = jax.scipy.linalg.solve_triangular(u, eye, lower=True)
+        mt = jnp.swapaxes(m, -1, -2)
+        vinv = mt @ m
+        s2 = jnp.diagonal(v, axis1=-2, axis2=-1)
+        s = jnp.sqrt(s2)
+        i = jnp.arange(d)
+        c = jnp.where(i == 0, 0.0, 2 * prior.lkj_concentration - 2 + d - (i + 1)).astype(v.dtype)
+        nn = n[..., None, None] if ct == "full" else n
+        g = -0.5 * nn * vinv + 0.5 * vinv @ scatter @ vinv + 0.5 * (mt * c) @ m
+        diag_term = _scale_score(s, prior) / (2 * s) - c / (2 * s2)
+        return _sym(g + diag_term[..., :, None] * eye)
+    s = jnp.sqrt(v)
+    if ct == "diag":
+        return -0.5 * n[:, None] / v + 0.5 * scatter / (v * v) + _scale_score(s, prior) / (2 * s)
+    return -0.5 * n * d / v + 0.5 * scatter / (v * v) + _scale_score(s, prior) / (2 * s)
+
+
 def _cov_map_step(ct, v, scatter, n, prior: ResolvedPrior, d):
     """Natural-gradient ascent with backtracking on the covariance M-step objective."""
-
-    def f_sum(vv):
-        return jnp.sum(_cov_objective(ct, vv, scatter, n, prior, d)[0])
-
     betas = 0.5 ** jnp.arange(_N_BETAS, dtype=v.dtype)
 
     def one(v, _):
-        g = jax.grad(f_sum)(v)
-        if ct in ("full", "tied"):
-            g = _sym(g)
-            scale = (2.0 / (n + 1.0))[..., None, None] if ct == "full" else 2.0 / (n + 1.0)
-            step = scale * (v @ g @ v)
+        g = _cov_gradient(ct, v, scatter, n, prior, d)
+        if ct == "full":
+            step = (2.0 / (n + 1.0))[:, None, None] * (v @ g @ v)
+        elif ct == "tied":
+            step = 2.0 / (n + 1.0) * (v @ g @ v)
         elif ct == "diag":
             step = (2.0 / (n + 1.0))[:, None] * v * v * g
         else:
@@ -212,29 +251,32 @@ def _cov_map_step(ct, v, scatter, n, prior: ResolvedPrior, d):
         f0, _ = _cov_objective(ct, v, scatter, n, prior, d)
         cands = v[None] + betas.reshape((-1,) + (1,) * v.ndim) * step[None]
         fc, okc = jax.vmap(lambda c: _cov_objective(ct, c, scatter, n, prior, d))(cands)
-        good = okc & (fc >= f0[None])  # (n_betas, ...) per component
-        any_good = jnp.any(good, axis=0)
-        first = jnp.argmax(good, axis=0)  # largest acceptable step
-        if ct == "tied":
-            chosen = cands[first]
-        elif ct == "full":
-            chosen = jnp.take_along_axis(cands, first[None, :, None, None], axis=0)[0]
-        elif ct == "diag":
-            chosen = jnp.take_along_axis(cands, first[None, :, None], axis=0)[0]
-        else:
-            chosen = jnp.take_along_axis(cands, first[None, :], axis=0)[0]
-        mask = any_good
-        if ct == "full":
-            mask = mask[:, None, None]
-        elif ct == "diag":
-            mask = mask[:, None]
-        return jnp.where(mask, chosen, v), None
+        good = okc & (fc >= f0[None])  # (n_betas,) + per-component shape
+        first = jnp.argmax(good, axis=0)  # the largest acceptable step
+        keep = jnp.any(good, axis=0)
+        chosen = jnp.take_along_axis(cands, first.reshape((1,) + first.shape + (1,) * (v.ndim - first.ndim)), axis=0)[0]
+        keep = keep.reshape(keep.shape + (1,) * (v.ndim - keep.ndim))
+        return jnp.where(keep, chosen, v), None
 
     v, _ = jax.lax.scan(one, v, None, length=_N_INNER)
     return v
 
 
-def m_step(params: GMMParams, stats: EStepStats, prior: ResolvedPrior | None, reg_covar) -> GMMParams:
+def _shrunk_cov(ct, scatter, nk, prior: ResolvedPrior, d):
+    """Closed-form covariance ``(S + diag(scale_scale^2)) / (n + 1)``: a cheap start for MAP-EM."""
+    tau2 = prior.scale_scale**2
+    if ct == "full":
+        return (scatter + jnp.diag(tau2)) / (nk + 1.0)[:, None, None]
+    if ct == "tied":
+        return (scatter + jnp.diag(tau2)) / (jnp.sum(nk) + 1.0)
+    if ct == "diag":
+        return (scatter + tau2) / (nk + 1.0)[:, None]
+    return (scatter + d * tau2) / (nk * d + 1.0)
+
+
+def m_step(
+    params: GMMParams, stats: EStepStats, prior: ResolvedPrior | None, reg_covar, *, start: bool = False
+) -> GMMParams:
     """One ECM M-step from whitened E-step statistics.
 
     Parameters
@@ -243,6 +285,9 @@ def m_step(params: GMMParams, stats: EStepStats, prior: ResolvedPrior | None, re
     stats : EStepStats
     prior : ResolvedPrior or None (maximum likelihood)
     reg_covar : array of shape (D,), added to covariance diagonals in ML mode
+    start : bool
+        Initialisation from responsibilities: maximum-likelihood means and, under a prior, the
+        closed-form shrunk covariance instead of the natural-gradient step.
 
     Returns
     -------
@@ -253,7 +298,7 @@ def m_step(params: GMMParams, stats: EStepStats, prior: ResolvedPrior | None, re
     dtype = params.means.dtype
     eps = 10 * jnp.finfo(dtype).eps
     weights = _weight_step(stats.nk, prior, eps)
-    means = _mean_step(ct, params, stats, prior, eps)
+    means = _mean_step(ct, params, stats, None if start else prior, eps)
     delta = means - params.means
     scatter = _scatter_new(ct, params, stats, delta)
     nk = stats.nk
@@ -267,6 +312,9 @@ def m_step(params: GMMParams, stats: EStepStats, prior: ResolvedPrior | None, re
             v = scatter / nke[:, None] + reg_covar
         else:
             v = scatter / (nke * d) + jnp.mean(reg_covar)
+    elif start:
+        means = jnp.where((nk > 0)[:, None], means, prior.mean_loc)
+        v = _shrunk_cov(ct, scatter, nk, prior, d)
     else:
         v0 = _factors_to_cov(ct, params)
         n = jnp.sum(nk) if ct == "tied" else nk
@@ -327,7 +375,9 @@ def _em_segment(state: EMState, xb, wb, prior, reg_covar, tol, max_iter):
 
     def cond(c):
         s, _ = c
-        return (~s.converged) & (s.n_iter < max_iter) & (s.n_iter - start < SEGMENT)
+        # a non-finite objective (a singular covariance) stops the run; the runner reports it
+        healthy = jnp.isfinite(s.prev_objective) | (s.n_iter == 0)
+        return (~s.converged) & healthy & (s.n_iter < max_iter) & (s.n_iter - start < SEGMENT)
 
     def body(c):
         s, h = c
@@ -374,7 +424,11 @@ def run_em(params0: GMMParams, xb, wb, prior: ResolvedPrior | None, reg_covar, t
     while True:
         state, hist = seg(state, xb, wb, prior, reg_covar, tol, max_iter)
         histories.append(np.asarray(hist))
-        done = np.asarray(state.converged) | (np.asarray(state.n_iter) >= int(max_iter))
+        done = (
+            np.asarray(state.converged)
+            | (np.asarray(state.n_iter) >= int(max_iter))
+            | ~np.isfinite(np.asarray(state.prev_objective))
+        )
         if done.all():
             break
     final_obj, final_ll = _final_pass_batched(state.params, xb, wb, prior)

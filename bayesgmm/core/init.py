@@ -153,4 +153,4 @@ def init_params(key, xb, wb, n_components: int, covariance_type: str, method: st
         raise ValueError(f"unknown init method {method!r}")
     params0 = _unit_params(centres, k, covariance_type, dtype)
     stats = estep_stats(params0, xb, wb, resp_fn=resp_fn)
-    return m_step(params0, stats, prior, reg_covar)
+    return m_step(params0, stats, prior, reg_covar, start=True)

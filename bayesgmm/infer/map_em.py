@@ -52,6 +52,10 @@ class MAPResult:
     restart_objectives : ndarray of shape (n_init,)
     prior : ResolvedPrior or None
         The prior in data units.
+    shift, scale : ndarray of shape (n_features,)
+        The standardisation ``(x - shift) / scale`` the EM ran in.
+    info : EMInfo
+        What every restart reported, in standardised units.
     """
 
     params: GMMParams
@@ -64,6 +68,8 @@ class MAPResult:
     best_index: int
     restart_objectives: np.ndarray
     prior: ResolvedPrior | None
+    shift: np.ndarray = dataclasses.field(repr=False, default=None)
+    scale: np.ndarray = dataclasses.field(repr=False, default=None)
     info: EMInfo = dataclasses.field(repr=False, default=None)
 
 
@@ -179,7 +185,7 @@ def fit_map(
         jax.vmap(lambda p: _all_finite(p))(params_all)
     )
     if not finite.any():
-        raise FloatingPointError(_failure_message(covariance_type, prior is None, reg_covar))
+        raise FloatingPointError(_failure_message(covariance_type, prior is None, reg_covar, n, d, n_components))
     best = int(np.argmax(np.where(finite, objs, -np.inf)))
     params = _from_std(params_all[best], jnp.asarray(shift, dtype), jnp.asarray(scale, dtype))
     offset = _log_jacobian(params, scale, total_weight, rprior is not None)
@@ -195,6 +201,8 @@ def fit_map(
         best_index=best,
         restart_objectives=objs + offset,
         prior=rprior,
+        shift=shift,
+        scale=scale,
         info=info,
     )
 
@@ -204,17 +212,25 @@ def _all_finite(p: GMMParams):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
 
 
-def _failure_message(covariance_type, ml: bool, reg_covar) -> str:
+def _failure_message(covariance_type, ml: bool, reg_covar, n, d, k) -> str:
+    hint = ""
+    if covariance_type in ("full", "tied") and n / k <= d:
+        hint = (
+            f" With {n} samples, {k} components and {d} features, a component holds about "
+            f"{n / k:.3g} points, fewer than the {d} a full covariance needs to be non-singular; "
+            "use covariance_type='diag' or 'spherical', fewer components, or more data."
+        )
     fixes = (
-        "increase reg_covar (now {reg}), use fewer components, or fit with the default prior "
-        "(prior='default'), which keeps covariances positive definite".format(reg=reg_covar)
+        f"increase reg_covar (now {reg_covar}), use fewer components, or fit with the default "
+        "prior (prior='default')"
         if ml
-        else "use fewer components, rescale or deduplicate the data, or strengthen the prior "
-        "(e.g. Prior(scale_prior='log_normal'))"
+        else "use fewer components, a simpler covariance_type, rescale or deduplicate the data, "
+        "or a stronger prior (e.g. a larger Prior(lkj_concentration=...))"
     )
     return (
-        "EM failed: a covariance became singular (ill-defined) or a value became non-finite for "
-        f"every restart (covariance_type={covariance_type!r}). To fix it, " + fixes + "."
+        "EM failed: a covariance became singular (the component collapsed) and the objective "
+        f"became non-finite in every start (covariance_type={covariance_type!r}). To fix it, "
+        + fixes + "." + hint
     )
 
 

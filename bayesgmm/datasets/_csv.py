@@ -1,0 +1,233 @@
+"""Reading numeric tables: the embedded Old Faithful data and user CSV files (numpy + csv only).
+
+Errors are ``ValueError`` / ``FileNotFoundError`` whose messages say what is wrong and what to do,
+because the command-line front prints them verbatim as its one-line error.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from importlib import resources
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+__all__ = ["CSVData", "load_csv", "load_faithful", "FAITHFUL_FEATURES"]
+
+#: Column names of the embedded Old Faithful data, in file order.
+FAITHFUL_FEATURES = ("eruptions", "waiting")
+
+# Cells read as missing values (compared case-insensitively after stripping blanks).
+_MISSING = frozenset({"", "na", "nan", "n/a", "null", "none"})
+
+
+class CSVData(NamedTuple):
+    """Numeric columns read by :func:`load_csv`.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_samples, n_features), float64
+        The selected columns, rows with missing values removed if ``dropna=True``.
+    feature_names : tuple of str
+        Names of the columns of ``X``, from the header row.
+    n_dropped : int
+        Number of rows removed because they had a missing value (always 0 unless ``dropna=True``).
+    """
+
+    X: np.ndarray
+    feature_names: tuple
+    n_dropped: int
+
+
+def _parse_cell(cell: str) -> float | None:
+    """The float value of ``cell``: NaN for a missing value, None if it is not a number."""
+    text = cell.strip()
+    if text.lower() in _MISSING:
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _quote_list(names) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def load_csv(path, columns: Sequence[str] | str | None = None, dropna: bool = False) -> CSVData:
+    """Read numeric columns from a comma-separated file with a header row.
+
+    Only the standard library's :mod:`csv` module and numpy are used (pandas is not needed).
+    Empty cells and ``NA``, ``NaN``, ``N/A``, ``null``, ``None`` (any case) are missing values.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The CSV file. The first row holds the column names.
+    columns : sequence of str or str, optional
+        Names of the columns to read, in the order wanted; a string is split at commas
+        (``"a,b"``). Default: every column, which must then all be numeric.
+    dropna : bool, default=False
+        Remove the rows that have a missing value in a selected column (the number removed is
+        returned as ``n_dropped``). If False, a missing value is an error.
+
+    Returns
+    -------
+    CSVData
+        A named tuple ``(X, feature_names, n_dropped)`` with ``X`` of shape
+        (n_samples, n_features) and dtype float64.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist (the message names the path).
+    ValueError
+        If the file has no header or no data rows, rows have the wrong number of cells, a
+        requested column does not exist (the message lists the available ones), a selected column
+        is not numeric (the message names it), a value is infinite, or a value is missing and
+        ``dropna`` is False.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "toy.csv"
+    >>> _ = path.write_text("name,a,b\\nx,1.5,2\\ny,NA,3\\nz,0.5,4\\n")
+    >>> X, names, n_dropped = load_csv(path, columns="a,b", dropna=True)
+    >>> X
+    array([[1.5, 2. ],
+           [0.5, 4. ]])
+    >>> names, n_dropped
+    (('a', 'b'), 1)
+    >>> load_csv(path, columns=["c"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: unknown column 'c' in ...toy.csv; available columns: 'name', 'a', 'b'
+    """
+    path_str = os.fspath(path)
+    if not os.path.exists(path_str):
+        raise FileNotFoundError(f"data file not found: {path_str}")
+    if os.path.isdir(path_str):
+        raise ValueError(f"{path_str} is a directory, not a CSV file")
+    try:
+        with open(path_str, newline="", encoding="utf-8-sig") as fh:
+            rows = [row for row in csv.reader(fh) if any(cell.strip() for cell in row)]
+    except UnicodeDecodeError:
+        raise ValueError(f"{path_str} is not a UTF-8 text (CSV) file") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path_str} is not a readable CSV file: {exc}") from None
+    if not rows:
+        raise ValueError(f"{path_str} is empty: expected a header row of column names")
+    header = [name.strip() for name in rows[0]]
+    body = rows[1:]
+    if not body:
+        raise ValueError(f"{path_str} has a header but no data rows")
+
+    if columns is None:
+        selected = header
+    else:
+        if isinstance(columns, str):
+            selected = [c.strip() for c in columns.split(",") if c.strip()]
+        else:
+            selected = [str(c).strip() for c in columns]
+        if not selected:
+            raise ValueError("no columns selected: give at least one column name")
+    unknown = [c for c in selected if c not in header]
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        raise ValueError(
+            f"unknown column{plural} {_quote_list(unknown)} in {path_str}; "
+            f"available columns: {_quote_list(header)}"
+        )
+    duplicated = sorted({c for c in selected if header.count(c) > 1 or selected.count(c) > 1})
+    if duplicated:
+        raise ValueError(f"column name(s) {_quote_list(duplicated)} are ambiguous (repeated) in {path_str}")
+    index = [header.index(c) for c in selected]
+
+    for line, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise ValueError(
+                f"{path_str}, line {line}: {len(row)} cells, but the header has {len(header)} columns"
+            )
+
+    values = np.empty((len(body), len(selected)), dtype=np.float64)
+    non_numeric = {}
+    for j, col in enumerate(index):
+        for i, row in enumerate(body):
+            value = _parse_cell(row[col])
+            if value is None:
+                non_numeric.setdefault(selected[j], (i + 2, row[col].strip()))
+                break
+            values[i, j] = value
+    if non_numeric:
+        detail = "; ".join(f"{name!r} (line {line}: {cell!r})" for name, (line, cell) in non_numeric.items())
+        hint = ""
+        if columns is None:  # every column was asked for: suggest the numeric ones
+            numeric = [c for c in header if c not in non_numeric]
+            if numeric:
+                hint = (
+                    f"; select numeric columns, e.g. columns='{','.join(numeric)}'"
+                    " (--columns on the command line)"
+                )
+        raise ValueError(f"non-numeric column(s) in {path_str}: {detail}{hint}")
+
+    if np.isinf(values).any():
+        i, j = np.argwhere(np.isinf(values))[0]
+        raise ValueError(f"{path_str}, line {i + 2}: column {selected[j]!r} is infinite")
+    missing = np.isnan(values).any(axis=1)
+    n_missing = int(missing.sum())
+    if n_missing:
+        if not dropna:
+            first = int(np.flatnonzero(missing)[0]) + 2
+            raise ValueError(
+                f"{path_str}: {n_missing} row(s) have missing values (first at line {first}); "
+                "remove them or drop them with dropna=True (--dropna on the command line)"
+            )
+        values = values[~missing]
+        if values.shape[0] == 0:
+            raise ValueError(f"{path_str}: every row has a missing value; nothing is left after dropna")
+    return CSVData(values, tuple(selected), n_missing)
+
+
+def load_faithful(as_frame: bool = False):
+    """Load the Old Faithful geyser data (272 eruptions, 2 features), embedded in the package.
+
+    Columns: ``eruptions`` (eruption time, minutes) and ``waiting`` (waiting time to the next
+    eruption, minutes). R's ``datasets::faithful`` (Härdle 1991; Azzalini & Bowman 1990); see
+    ``bayesgmm/datasets/PROVENANCE.md`` for the source and licence (GPL-2 / GPL-3).
+
+    Parameters
+    ----------
+    as_frame : bool, default=False
+        Return a :class:`pandas.DataFrame` instead of an array (needs pandas, which is not a
+        dependency of bayesgmm).
+
+    Returns
+    -------
+    (X, feature_names) : tuple of ndarray of shape (272, 2) float64 and tuple of str
+        If ``as_frame`` is False.
+    frame : pandas.DataFrame of shape (272, 2)
+        If ``as_frame`` is True, with columns ``eruptions`` and ``waiting``.
+
+    Examples
+    --------
+    >>> X, names = load_faithful()
+    >>> X.shape, X.dtype, names
+    ((272, 2), dtype('float64'), ('eruptions', 'waiting'))
+    >>> X[:2]
+    array([[ 3.6, 79. ],
+           [ 1.8, 54. ]])
+    """
+    with resources.as_file(resources.files(__package__) / "faithful.csv") as path:
+        X, names, _ = load_csv(path, columns=FAITHFUL_FEATURES)
+    if as_frame:
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "load_faithful(as_frame=True) needs pandas, which bayesgmm does not install; "
+                "run `pip install pandas` or use as_frame=False"
+            ) from None
+        return pd.DataFrame(X, columns=list(names))
+    return X, names

@@ -1,0 +1,160 @@
+"""Synthetic data with a known truth: the seed examples' data and general Gaussian mixtures."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["make_mixture", "make_blobs_1d_three"]
+
+_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+def _rng(random_state):
+    """A numpy generator from None, an int, a SeedSequence, a Generator or a RandomState."""
+    if isinstance(random_state, (np.random.Generator, np.random.RandomState)):
+        return random_state
+    return np.random.default_rng(random_state)
+
+
+def _covariance_cholesky(covariances, covariance_type, n_components, n_features):
+    """Per-component lower Cholesky factors (K, D, D) from covariances in scikit-learn's layout."""
+    cov = np.asarray(covariances, dtype=np.float64)
+    expected = {
+        "full": (n_components, n_features, n_features),
+        "tied": (n_features, n_features),
+        "diag": (n_components, n_features),
+        "spherical": (n_components,),
+    }[covariance_type]
+    if cov.shape != expected:
+        raise ValueError(
+            f"covariances for covariance_type={covariance_type!r} must have shape {expected}, "
+            f"got {cov.shape}"
+        )
+    if covariance_type in ("diag", "spherical"):
+        if not np.all(np.isfinite(cov)) or np.any(cov <= 0):
+            raise ValueError("covariances (variances) must be finite and > 0")
+        var = cov if covariance_type == "diag" else np.repeat(cov[:, None], n_features, axis=1)
+        return np.sqrt(var)[:, :, None] * np.eye(n_features)
+    full = np.broadcast_to(cov, (n_components, n_features, n_features))
+    if not np.allclose(full, np.swapaxes(full, -1, -2)):
+        raise ValueError("covariances must be symmetric")
+    try:
+        return np.linalg.cholesky(full)
+    except np.linalg.LinAlgError:
+        raise ValueError("covariances must be positive definite") from None
+
+
+def make_mixture(
+    n_samples, weights, means, covariances, random_state=None, *, covariance_type="full"
+):
+    """Draw samples from a Gaussian mixture with known parameters.
+
+    Each sample's component is drawn independently with probabilities ``weights``, so the
+    component counts are multinomial, not fixed.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of samples.
+    weights : array-like of shape (n_components,)
+        Mixture weights, non-negative and summing to 1.
+    means : array-like of shape (n_components, n_features)
+        Component means.
+    covariances : array-like
+        Covariances in scikit-learn's layout for ``covariance_type``: (n_components, n_features,
+        n_features) for "full", (n_features, n_features) for "tied", (n_components, n_features)
+        variances for "diag", (n_components,) variances for "spherical".
+    random_state : None, int, numpy.random.Generator or numpy.random.RandomState, optional
+        Source of randomness; an int gives reproducible draws.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Layout of ``covariances``.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features), float64
+        The samples.
+    labels : ndarray of shape (n_samples,), int64
+        The component each sample was drawn from.
+
+    Examples
+    --------
+    >>> X, labels = make_mixture(
+    ...     500, weights=[0.3, 0.7], means=[[0.0, 0.0], [5.0, 5.0]],
+    ...     covariances=[[[1.0, 0.5], [0.5, 1.0]], [[2.0, 0.0], [0.0, 0.5]]], random_state=0)
+    >>> X.shape, labels.shape
+    ((500, 2), (500,))
+    >>> sorted(set(labels.tolist()))
+    [0, 1]
+    """
+    n_samples = int(n_samples)
+    if n_samples < 0:
+        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    if covariance_type not in _COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type={covariance_type!r} is not supported; use one of "
+            f"{', '.join(repr(c) for c in _COVARIANCE_TYPES)}"
+        )
+    weights = np.asarray(weights, dtype=np.float64)
+    means = np.asarray(means, dtype=np.float64)
+    if weights.ndim != 1 or weights.size == 0:
+        raise ValueError(f"weights must be a non-empty 1-D array, got shape {weights.shape}")
+    if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-8):
+        raise ValueError(f"weights must be non-negative and sum to 1, got {weights.tolist()}")
+    n_components = weights.shape[0]
+    if means.ndim != 2 or means.shape[0] != n_components:
+        raise ValueError(
+            f"means must have shape (n_components, n_features) = ({n_components}, n_features), "
+            f"got {means.shape}"
+        )
+    n_features = means.shape[1]
+    chol = _covariance_cholesky(covariances, covariance_type, n_components, n_features)
+
+    rng = _rng(random_state)
+    labels = rng.choice(n_components, size=n_samples, p=weights / weights.sum()).astype(np.int64)
+    noise = rng.standard_normal((n_samples, n_features))
+    X = means[labels] + np.einsum("nij,nj->ni", chol[labels], noise)
+    return X, labels
+
+
+def make_blobs_1d_three(n=(2000, 5000, 10000), random_state=None):
+    """The one-dimensional three-component data of seed 000 (scikit-learn's ``score_samples``).
+
+    Normals with (mean, sd) = (-0.5, 0.2), (-0.1, 0.07) and (0.2, 0.13), with fixed counts
+    ``n``, concatenated in that order (not shuffled), as in the seed's
+    ``np.random.normal(-0.5, 0.2, 2000)`` ... ``np.append`` code.
+
+    Parameters
+    ----------
+    n : tuple of 3 ints, default=(2000, 5000, 10000)
+        Number of samples from each of the three normals.
+    random_state : None, int, numpy.random.Generator or numpy.random.RandomState, optional
+        Source of randomness; an int gives reproducible draws.
+
+    Returns
+    -------
+    X : ndarray of shape (sum(n), 1), float64
+        The samples, as a column (the layout estimators expect).
+    labels : ndarray of shape (sum(n),), int64
+        Which normal each sample came from (0, 1, 2).
+
+    Notes
+    -----
+    The true mixture has weights ``n / sum(n)`` (by default about 0.118, 0.294, 0.588), means
+    (-0.5, -0.1, 0.2) and variances (0.04, 0.0049, 0.0169).
+
+    Examples
+    --------
+    >>> X, labels = make_blobs_1d_three(random_state=0)
+    >>> X.shape
+    (17000, 1)
+    >>> [int((labels == k).sum()) for k in range(3)]
+    [2000, 5000, 10000]
+    """
+    counts = [int(c) for c in n]
+    if len(counts) != 3 or min(counts) < 0:
+        raise ValueError(f"n must be three non-negative counts, got {n!r}")
+    rng = _rng(random_state)
+    params = ((-0.5, 0.2), (-0.1, 0.07), (0.2, 0.13))
+    parts = [rng.normal(loc, sd, size=c) for (loc, sd), c in zip(params, counts)]
+    labels = np.repeat(np.arange(3, dtype=np.int64), counts)
+    return np.concatenate(parts)[:, None], labels

@@ -278,9 +278,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             )
         if result.n_empty:
             warnings.warn(
-                f"{result.n_empty} of {self.n_components} components were emptied by the sparse "
-                "Dirichlet prior (weight_concentration < 1) and have weight 0; the data support "
-                f"{self.n_components - result.n_empty} components.",
+                f"{result.n_empty} of {self.n_components} components were emptied (pruned): they "
+                "hold no data and have weight exactly 0, either removed by a sparse Dirichlet "
+                "prior (weight_concentration < 1) or never reached by the data from their start. "
+                f"The fit uses the other {self.n_components - result.n_empty}; consider fewer "
+                "components, or more restarts (n_init) if the start was poor.",
                 UserWarning,
                 stacklevel=3,
             )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .density import log_likelihood
 from .params import GMMParams
@@ -41,6 +43,16 @@ def log_posterior(params: GMMParams, x, prior=None, sample_weight=None):
     >>> bool(np.isfinite(log_posterior(p, x, Prior())))
     True
     """
+    if isinstance(prior, Prior):
+        if isinstance(x, jax.core.Tracer) or isinstance(sample_weight, jax.core.Tracer):
+            raise TypeError(
+                "log_posterior received traced data with a Prior whose defaults depend on the "
+                "data; resolve it first: bayesgmm.core.resolve_prior(prior, x, ...)."
+            )
+        prior = resolve_prior(
+            prior, np.asarray(x), params.n_components, params.covariance_type, sample_weight,
+            params.means.dtype,
+        )
     x = jnp.asarray(x, params.means.dtype)
     ll = log_likelihood(params, x)
     if sample_weight is not None:
@@ -48,10 +60,6 @@ def log_posterior(params: GMMParams, x, prior=None, sample_weight=None):
     total = jnp.sum(ll)
     if prior is None:
         return total
-    if isinstance(prior, Prior):
-        prior = resolve_prior(
-            prior, x, params.n_components, params.covariance_type, sample_weight, params.means.dtype
-        )
     if not isinstance(prior, ResolvedPrior):
         raise TypeError(f"prior must be a Prior, a ResolvedPrior or None, got {prior!r}.")
     return total + log_prior(params, prior)

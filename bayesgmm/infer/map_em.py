@@ -174,7 +174,9 @@ def fit_map(
     block = block_size or default_block_size(n_components, d)
     xb, wb = to_blocks(z, jnp.asarray(w64, dtype), block)
 
-    keys = jax.random.split(rng_key, n_init)
+    # restart i uses fold_in(key, i): the first start of n_init > 1 is the n_init = 1 run, so more
+    # restarts can never do worse
+    keys = jax.vmap(lambda i: jax.random.fold_in(rng_key, i))(jnp.arange(n_init))
     params0 = _init_batched(keys, xb, wb, n_components, covariance_type, init_params_method, zprior, reg_z)
     if weights_init is not None or means_init is not None or covariances_init is not None:
         params0 = _apply_user_init(params0, weights_init, means_init, covariances_init, shift, scale, dtype)
@@ -239,6 +241,9 @@ def _init_batched(keys, xb, wb, k, ct, method, prior, reg):
 
 
 def _init_impl(keys, xb, wb, prior, reg, *, k, ct, method):
+    from ..core.em import TRACE_COUNTS
+
+    TRACE_COUNTS["em_init"] = TRACE_COUNTS.get("em_init", 0) + 1
     return jax.vmap(lambda key: init_params(key, xb, wb, k, ct, method, prior, reg))(keys)
 
 

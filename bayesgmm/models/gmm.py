@@ -7,7 +7,7 @@ of :func:`bayesgmm.core.prior.log_prior`, so that for every parameter value
 ``numpyro.infer.util.log_density(gmm_model, (), kwargs, sample_from_params(p))[0]
 == bayesgmm.core.logdensity.log_posterior(p, x, prior, sample_weight)``
 
-(natural parameters, no unconstrained-space Jacobian; the difference is exactly 0, not a
+(natural parameters, no unconstrained-space Jacobian, no subsampling; the difference is exactly 0, not a
 constant). The sites are
 
 ==============  ============================================  =================  ================

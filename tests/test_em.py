@@ -1,0 +1,299 @@
+"""MAP-EM and ML-EM: recovery, scikit-learn oracle, direct-optimiser oracle, EM properties."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import full_covs, match_components, sample_mixture, true_mixture
+from scipy.optimize import minimize
+from sklearn.mixture import GaussianMixture as SKGaussianMixture
+
+from bayesgmm import GaussianMixture, GMMParams, Prior, log_posterior
+from bayesgmm.core import em as em_module
+from bayesgmm.infer import fit_map
+
+COV_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def _data(ct, k, d, n, seed=0):
+    w, m, c = true_mixture(ct, k, d, seed)
+    x, z = sample_mixture(w, m, full_covs(ct, c, k, d), n, seed + 1)
+    return x, (w, m, c)
+
+
+# ---------------------------------------------------------------------------------------------
+# recovery of known parameters, tolerances shrinking with sqrt(n)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ct", COV_TYPES)
+@pytest.mark.parametrize("d", [1, 2, 5])
+@pytest.mark.parametrize("k", [2, 4])
+def test_recovery_of_known_parameters(ct, d, k):
+    n = 4000
+    x, (w, m, c) = _data(ct, k, d, n, seed=10 * k + d)
+    gm = GaussianMixture(k, covariance_type=ct, n_init=3, random_state=0, tol=1e-6, max_iter=500).fit(x)
+    assert gm.converged_
+    perm = match_components(gm.means_, m)
+    z = 5.0  # standard errors allowed per entry
+    nk = n * w
+    cf = full_covs(ct, c, k, d)
+    # weights: binomial standard error
+    np.testing.assert_array_less(np.abs(gm.weights_[perm] - w), z * np.sqrt(w * (1 - w) / n) + 1e-12)
+    # means: sd / sqrt(n_k) per coordinate
+    se_m = np.sqrt(np.diagonal(cf, axis1=1, axis2=2) / nk[:, None])
+    np.testing.assert_array_less(np.abs(gm.means_[perm] - m), z * se_m)
+    # covariances: Wishart standard errors sqrt((S_ii S_jj + S_ij^2) / n)
+    if ct == "full":
+        cov = gm.covariances_[perm]
+        dg = np.diagonal(c, axis1=1, axis2=2)
+        se = np.sqrt((dg[:, :, None] * dg[:, None, :] + c**2) / nk[:, None, None])
+        np.testing.assert_array_less(np.abs(cov - c), z * se)
+    elif ct == "tied":
+        dg = np.diag(c)
+        se = np.sqrt((np.outer(dg, dg) + c**2) / n)
+        np.testing.assert_array_less(np.abs(gm.covariances_ - c), z * se)
+    elif ct == "diag":
+        se = np.sqrt(2 * c**2 / nk[:, None])
+        np.testing.assert_array_less(np.abs(gm.covariances_[perm] - c), z * se)
+    else:
+        se = np.sqrt(2 * c**2 / (nk * d))
+        np.testing.assert_array_less(np.abs(gm.covariances_[perm] - c), z * se)
+
+
+# ---------------------------------------------------------------------------------------------
+# maximum likelihood: scikit-learn as the oracle, from the identical start
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ct", COV_TYPES)
+def test_ml_matches_scikit_learn_from_identical_start(ct, x64):
+    x, _ = _data(ct, 3, 3, 600, seed=3)
+    start = SKGaussianMixture(3, covariance_type=ct, max_iter=1, random_state=1)
+    with pytest.warns(Warning):
+        start.fit(x)
+    kw = dict(weights_init=start.weights_, means_init=start.means_, precisions_init=start.precisions_)
+    sk = SKGaussianMixture(3, covariance_type=ct, tol=0.0, max_iter=25, **kw)
+    with pytest.warns(Warning):  # sklearn: did not converge (tol=0)
+        sk.fit(x)
+    ours = GaussianMixture(3, covariance_type=ct, prior=None, tol=0.0, max_iter=25, **kw)
+    with pytest.warns(Warning):
+        ours.fit(x)
+    assert ours.n_iter_ == sk.n_iter_ == 25
+    np.testing.assert_allclose(ours.weights_, sk.weights_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ours.means_, sk.means_, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(ours.covariances_, sk.covariances_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ours.precisions_cholesky_, sk.precisions_cholesky_, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(ours.score_samples(x), sk.score_samples(x), rtol=1e-10)
+    np.testing.assert_allclose(ours.predict_proba(x), sk.predict_proba(x), atol=1e-9)
+    assert ours.bic(x) == pytest.approx(sk.bic(x), rel=1e-10)
+    assert ours.aic(x) == pytest.approx(sk.aic(x), rel=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# MAP: EM's objective is log_posterior, and a direct optimiser cannot improve on EM's answer
+# ---------------------------------------------------------------------------------------------
+def _unconstrained(params: GMMParams):
+    from numpyro.distributions.transforms import CorrCholeskyTransform
+
+    t = CorrCholeskyTransform()
+    parts = [jnp.log(params.weights), params.means.ravel(), jnp.log(params.scales).ravel()]
+    if params.corr_chol is not None:
+        parts.append(t.inv(params.corr_chol).ravel())
+    shapes = [p.shape for p in (params.weights, params.means, params.scales)]
+    cshape = None if params.corr_chol is None else t.inv(params.corr_chol).shape
+    flat = jnp.concatenate([p.ravel() for p in parts])
+
+    def unpack(v):
+        i = 0
+        out = []
+        for s in shapes:
+            size = int(np.prod(s))
+            out.append(v[i : i + size].reshape(s))
+            i += size
+        logw, mu, logs = out
+        corr = None
+        if cshape is not None:
+            corr = t(v[i:].reshape(cshape))
+        w = jax.nn.softmax(logw)
+        return GMMParams(w, mu, jnp.exp(logs), corr, params.covariance_type)
+
+    return flat, unpack
+
+
+@pytest.mark.parametrize("ct", COV_TYPES)
+@pytest.mark.parametrize("scale_prior", ["log_normal", "half_normal"])
+def test_map_cannot_be_improved_by_a_direct_optimiser(ct, scale_prior, x64):
+    x, _ = _data(ct, 3, 2, 400, seed=7)
+    prior = Prior(scale_prior=scale_prior, lkj_concentration=3.0, weight_concentration=2.0)
+    res = fit_map(jax.random.key(0), x, n_components=3, covariance_type=ct, prior=prior, tol=1e-12, max_iter=5000)
+    assert res.converged
+    # the reported objective is exactly log_posterior
+    assert res.objective == pytest.approx(float(log_posterior(res.params, x, prior)), rel=1e-12)
+    flat, unpack = _unconstrained(res.params)
+    f = jax.jit(lambda v: -log_posterior(unpack(v), x, prior))
+    g = jax.jit(jax.grad(lambda v: -log_posterior(unpack(v), x, prior)))
+    opt = minimize(
+        lambda v: float(f(v)), np.asarray(flat), jac=lambda v: np.asarray(g(v)), method="L-BFGS-B",
+        options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-10},
+    )
+    improvement = res.objective - (-opt.fun)
+    assert improvement > -1e-6 * abs(res.objective), (res.objective, -opt.fun)
+
+
+@pytest.mark.parametrize("ct", COV_TYPES)
+@pytest.mark.parametrize("prior", [None, Prior(), Prior(scale_prior="half_cauchy", weight_concentration=3.0)])
+def test_objective_history_never_decreases(ct, prior, x64):
+    x, _ = _data(ct, 4, 3, 500, seed=2)
+    res = fit_map(
+        jax.random.key(3), x, n_components=4, covariance_type=ct, prior=prior,
+        init_params_method="random", tol=1e-10, max_iter=300,
+    )
+    h = res.history
+    assert len(h) == res.n_iter + 1 and np.all(np.isfinite(h))
+    assert np.all(np.diff(h) >= -1e-10 * np.abs(h[1:])), np.diff(h).min()
+
+
+def test_objective_history_never_decreases_float32():
+    x, _ = _data("full", 4, 3, 2000, seed=4)
+    res = fit_map(jax.random.key(1), x, n_components=4, prior=Prior(), init_params_method="random", tol=1e-7, max_iter=200)
+    h = res.history
+    assert res.params.means.dtype == jnp.float32
+    assert np.all(np.diff(h) >= -1e-5 * np.abs(h[1:]))
+
+
+# ---------------------------------------------------------------------------------------------
+# sparse Dirichlet, restarts, reproducibility, compilation
+# ---------------------------------------------------------------------------------------------
+def test_sparse_dirichlet_empties_an_unsupported_component(x64):
+    x, (w, m, c) = _data("full", 2, 2, 600, seed=0)
+    # a third component just outside the second cluster, which the data barely support
+    start = dict(
+        weights_init=[0.45, 0.45, 0.1],
+        means_init=np.vstack([m, m[1] + [3.0, 3.0]]),
+        precisions_init=np.stack([np.linalg.inv(c[0]), np.linalg.inv(c[1]), 4 * np.eye(2)]),
+    )
+    kept = GaussianMixture(3, prior=Prior(weight_concentration=1.0), **start).fit(x)
+    assert kept.n_empty_ == 0 and kept.weights_.min() > 0
+    with pytest.warns(UserWarning, match="emptied"):
+        sparse = GaussianMixture(3, prior=Prior(weight_concentration=0.5), **start).fit(x)
+    assert sparse.n_empty_ == 1
+    assert np.sum(sparse.weights_ == 0) == 1
+    assert np.all(np.isfinite(sparse.means_)) and np.all(np.isfinite(sparse.covariances_))
+    # the data are still explained by the two supported components
+    live = sparse.weights_ > 0
+    perm = match_components(sparse.means_[live], m)
+    np.testing.assert_allclose(sparse.weights_[live][perm], w, atol=0.05)
+
+
+@pytest.mark.parametrize("prior", [None, "default"])
+def test_more_restarts_never_do_worse(prior):
+    x, _ = _data("full", 5, 2, 800, seed=5)
+    objs = []
+    for n_init in (1, 4, 8):
+        gm = GaussianMixture(5, prior=prior, n_init=n_init, init_params="random", random_state=3, tol=1e-5, max_iter=300)
+        gm.fit(x)
+        objs.append(gm.lower_bound_)
+    assert objs[1] >= objs[0] - 1e-6 and objs[2] >= objs[1] - 1e-6
+
+
+def test_same_seed_identical_results_different_seed_different_start():
+    x, _ = _data("diag", 3, 2, 500, seed=6)
+    a = GaussianMixture(3, covariance_type="diag", random_state=11, init_params="random").fit(x)
+    b = GaussianMixture(3, covariance_type="diag", random_state=11, init_params="random").fit(x)
+    c = GaussianMixture(3, covariance_type="diag", random_state=12, init_params="random").fit(x)
+    for attr in ("weights_", "means_", "covariances_", "lower_bounds_"):
+        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr))
+    assert a.lower_bounds_[0] != c.lower_bounds_[0]
+
+
+def test_no_recompilation_when_numbers_change():
+    x, _ = _data("full", 2, 2, 300, seed=8)
+    GaussianMixture(2, tol=1e-3, max_iter=50, random_state=0).fit(x)
+    before = dict(em_module.TRACE_COUNTS)
+    settings = [
+        dict(tol=1e-5, max_iter=80, reg_covar=1e-3),
+        dict(tol=1e-2, max_iter=20, prior=Prior(weight_concentration=3.0, mean_scale=4.0, scale_scale=[1.0, 2.0], lkj_concentration=5.0)),
+        dict(max_iter=500, prior=Prior(mean_loc=[1.0, -1.0], weight_concentration=[1.0, 2.0])),
+    ]
+    for kw in settings:
+        GaussianMixture(2, random_state=0, **kw).fit(x)
+    # new data of the same shape reuse the compilation too
+    GaussianMixture(2, random_state=1).fit(x + 1.0)
+    assert em_module.TRACE_COUNTS == before
+
+
+def test_objective_and_history_in_data_units_with_weights(x64):
+    x, _ = _data("tied", 2, 3, 300, seed=9)
+    sw = np.random.default_rng(0).uniform(0.2, 3.0, size=x.shape[0])
+    res = fit_map(jax.random.key(0), x * 100.0 + 5.0, n_components=2, covariance_type="tied", prior=Prior(), sample_weight=sw)
+    direct = float(log_posterior(res.params, x * 100.0 + 5.0, Prior(), sample_weight=sw))
+    assert res.objective == pytest.approx(direct, rel=1e-12)
+    assert res.history[-1] == pytest.approx(direct, rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# equivariance, weights, chunking, dtypes
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ct", COV_TYPES)
+def test_scale_equivariance(ct, x64):
+    x, _ = _data(ct, 2, 2, 400, seed=12)
+    base = GaussianMixture(2, covariance_type=ct, random_state=0, tol=1e-10, max_iter=1000).fit(x)
+    for c in (1e-4, 1e5):
+        sc = GaussianMixture(2, covariance_type=ct, random_state=0, tol=1e-10, max_iter=1000).fit(c * x)
+        np.testing.assert_allclose(sc.means_, c * base.means_, rtol=1e-7, atol=1e-9 * c)
+        np.testing.assert_allclose(sc.covariances_, c**2 * base.covariances_, rtol=1e-6, atol=1e-9 * c**2)
+        np.testing.assert_allclose(sc.weights_, base.weights_, rtol=1e-7)
+
+
+@pytest.mark.parametrize("prior", [None, "default"])
+def test_integer_sample_weights_equal_repeated_rows(prior, x64):
+    x, (w, m, c) = _data("full", 2, 2, 200, seed=13)
+    sw = np.random.default_rng(1).integers(0, 4, size=x.shape[0])
+    start = dict(weights_init=[0.5, 0.5], means_init=m + 0.5)
+    a = GaussianMixture(2, prior=prior, tol=1e-10, max_iter=500, **start).fit(x, sample_weight=sw)
+    b = GaussianMixture(2, prior=prior, tol=1e-10, max_iter=500, **start).fit(np.repeat(x, sw, axis=0))
+    # equal up to EM's stopping tolerance (tol=1e-10 per sample)
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(a.covariances_, b.covariances_, rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(a.weights_, b.weights_, rtol=1e-7)
+
+
+def test_chunked_passes_match_a_single_block(x64):
+    x, _ = _data("full", 3, 4, 1000, seed=14)
+    kw = dict(n_components=3, prior=Prior(), tol=1e-8, max_iter=200)
+    one = fit_map(jax.random.key(0), x, **kw)
+    many = fit_map(jax.random.key(0), x, block_size=96, **kw)  # 11 blocks, last one padded
+    np.testing.assert_allclose(np.asarray(many.params.means), np.asarray(one.params.means), rtol=1e-9)
+    assert many.objective == pytest.approx(one.objective, rel=1e-12)
+
+
+def test_float32_agrees_with_float64():
+    x, (w, m, c) = _data("full", 3, 3, 2000, seed=15)
+    spread, offset = 1e4, 1e6
+    x = x * spread + offset  # offset and scale that break naive float32 statistics
+    start = dict(
+        weights_init=np.full(3, 1 / 3),
+        means_init=(m + 0.3) * spread + offset,
+        precisions_init=np.stack([np.eye(3) / spread**2] * 3),
+    )
+    kw = dict(tol=1e-6, max_iter=500, **start)
+    g32 = GaussianMixture(3, **kw).fit(x)
+    with jax.enable_x64(True):
+        g64 = GaussianMixture(3, **kw).fit(x)
+    np.testing.assert_allclose((g32.means_ - offset) / spread, (g64.means_ - offset) / spread, atol=1e-4)
+    np.testing.assert_allclose(g32.covariances_ / spread**2, g64.covariances_ / spread**2, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(g32.weights_, g64.weights_, atol=1e-5)
+    np.testing.assert_allclose(g32.score_samples(x), g64.score_samples(x), rtol=1e-5)
+    assert np.all(np.linalg.eigvalsh(g32.covariances_) > 0)
+
+
+@pytest.mark.parametrize("init", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_every_init_method_finds_well_separated_clusters(init):
+    x, (w, m, c) = _data("full", 3, 2, 900, seed=16)
+    # random responsibilities start all components near the data mean: run EM to a tight tol
+    gm = GaussianMixture(3, init_params=init, n_init=4, random_state=0, tol=1e-8, max_iter=2000).fit(x)
+    perm = match_components(gm.means_, m)
+    np.testing.assert_allclose(gm.means_[perm], m, atol=0.3)
+
+
+def test_ordered_means_sorts_components():
+    x, _ = _data("diag", 3, 2, 600, seed=17)
+    gm = GaussianMixture(3, covariance_type="diag", prior=Prior(ordered_means=True), random_state=0).fit(x)
+    assert np.all(np.diff(gm.means_[:, 0]) > 0)

@@ -18,7 +18,10 @@ from ..core.density import default_block_size, to_blocks
 from ..core.em import EMInfo, run_em
 from ..core.init import INIT_METHODS, init_params
 from ..core.params import GMMParams, check_covariance_type
-from ..core.prior import Prior, ResolvedPrior, resolve_prior, weighted_moments
+from ..core.prior import Prior, ResolvedPrior, resolve_prior
+from ._standardize import from_std as _from_std
+from ._standardize import log_jacobian as _log_jacobian
+from ._standardize import standardisation as _standardisation
 
 __all__ = ["MAPResult", "fit_map", "default_dtype"]
 
@@ -71,43 +74,6 @@ class MAPResult:
     shift: np.ndarray = dataclasses.field(repr=False, default=None)
     scale: np.ndarray = dataclasses.field(repr=False, default=None)
     info: EMInfo = dataclasses.field(repr=False, default=None)
-
-
-def _standardisation(x, w, covariance_type):
-    mean, std = weighted_moments(x, w)
-    std = np.where(std > 0, std, 1.0)
-    if covariance_type == "spherical":
-        std = np.full_like(std, np.sqrt(np.mean(std**2)))
-    return mean, std
-
-
-def _to_std(params: GMMParams, shift, scale) -> GMMParams:
-    ct = params.covariance_type
-    s = scale if ct != "spherical" else scale[0]
-    return params.replace(means=(params.means - shift) / scale, scales=params.scales / s)
-
-
-def _from_std(params: GMMParams, shift, scale) -> GMMParams:
-    ct = params.covariance_type
-    s = scale if ct != "spherical" else scale[0]
-    return params.replace(means=params.means * scale + shift, scales=params.scales * s)
-
-
-def _log_jacobian(params: GMMParams, scale, total_weight, with_prior: bool) -> float:
-    """``log p_x - log p_z`` for the standardisation (a constant in the parameters)."""
-    ct = params.covariance_type
-    k = params.n_components
-    logs = np.log(scale)
-    out = -total_weight * logs.sum()
-    if with_prior:
-        out -= k * logs.sum()  # means
-        if ct in ("full", "diag"):
-            out -= k * logs.sum()
-        elif ct == "tied":
-            out -= logs.sum()
-        else:
-            out -= k * logs[0]
-    return float(out)
 
 
 def fit_map(

@@ -1,0 +1,213 @@
+"""Blocked evaluation of per-draw densities and responsibilities (the posterior's workhorse).
+
+Every posterior quantity that touches the data -- pointwise log-likelihoods for LOO/WAIC,
+posterior-mean responsibilities, the posterior predictive density, Stephens' relabelling -- is a
+reduction over ``S`` draws of an ``(N, K)`` array. :class:`DrawEvaluator` runs those reductions over
+blocks of draws *and* blocks of rows with jitted, ``vmap``-ped kernels of fixed shapes (the last
+blocks are padded, so one compilation serves every block), so that ``S x N x K`` arrays never exist
+whole.
+
+Draws and data are first standardised on the host in float64 (``z = (x - shift) / scale``, the
+model is equivariant under it, see :func:`standardise_params`): differences of large, nearly equal
+numbers then never happen in float32 on the device.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+
+from ..core.density import log_likelihood, weighted_log_prob
+from ..core.params import GMMParams
+from ..infer._standardize import standardisation as _standardisation
+from ..infer._standardize import to_std
+
+__all__ = [
+    "DrawEvaluator",
+    "device_dtype",
+    "flatten_draws",
+    "log_jacobian",
+    "standardisation",
+    "standardise_params",
+    "to_numpy",
+]
+
+#: Floats per kernel call (about ``block_draws * block_rows * K * D``).
+DEFAULT_BUDGET = 1 << 22
+
+
+def device_dtype():
+    """float64 when JAX's x64 mode is on, else float32."""
+    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+
+def to_numpy(params: GMMParams, dtype=np.float64) -> GMMParams:
+    """Copy every field of ``params`` to a host numpy array of ``dtype``."""
+    return jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), params)
+
+
+def flatten_draws(draws: GMMParams, batch_ndim: int) -> GMMParams:
+    """Merge the first ``batch_ndim`` axes of every field into one draw axis ``S``."""
+
+    def flat(a):
+        return a.reshape((-1,) + a.shape[batch_ndim:])
+
+    return jax.tree_util.tree_map(flat, draws)
+
+
+def standardisation(x, covariance_type: str, sample_weight=None):
+    """``(shift, scale)`` of shape (D,), the runners' standardisation
+    (:func:`bayesgmm.infer._standardize.standardisation`)."""
+    x = np.asarray(x, np.float64)
+    w = np.ones(x.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    return _standardisation(x, w, covariance_type)
+
+
+def standardise_params(params: GMMParams, shift, scale) -> GMMParams:
+    """Parameters in data units -> units of ``(x - shift) / scale`` (numpy float64, any batch axes)."""
+    return to_std(to_numpy(params), shift, scale)
+
+
+def log_jacobian(scale) -> float:
+    """``log p_x(x) - log p_z(z)`` for the standardisation: ``-sum(log scale)``."""
+    return -float(np.sum(np.log(scale)))
+
+
+def _logsumexp0(a):
+    """``logsumexp`` over axis 0 of a float64 array (host side)."""
+    m = np.max(a, axis=0)
+    m = np.where(np.isfinite(m), m, 0.0)
+    return m + np.log(np.sum(np.exp(a - m), axis=0))
+
+
+def _pow2_ceil(n: int) -> int:
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+# -- kernels (jitted once per shape) ------------------------------------------------------------
+def _logresp(params, x):
+    lp = weighted_log_prob(params, x)
+    return lp - logsumexp(lp, axis=-1, keepdims=True)
+
+
+@jax.jit
+def _loglik_kernel(draws, x):
+    """(B, R) pointwise log-likelihoods."""
+    return jax.vmap(log_likelihood, (0, None))(draws, x)
+
+
+@jax.jit
+def _perm_resp_sum_kernel(draws, mask, perms, x):
+    """(R, K) sum over valid draws of relabelled responsibilities ``r[b, :, perms[b, k]]``."""
+    r = jnp.exp(jax.vmap(_logresp, (0, None))(draws, x))  # (B, R, K)
+    r = jnp.take_along_axis(r, perms[:, None, :], axis=-1)
+    return jnp.sum(jnp.where(mask[:, None, None], r, 0.0), axis=0)
+
+
+@jax.jit
+def _cross_entropy_kernel(draws, x, qw):
+    """(B, K, K): ``c[b, k, j] = -sum_r qw[r, k] log r[b, r, j]`` (log floored at ``log(tiny)``)."""
+    logr = jax.vmap(_logresp, (0, None))(draws, x)
+    floor = jnp.log(jnp.finfo(logr.dtype).tiny)
+    logr = jnp.maximum(logr, floor)
+    return -jnp.einsum("rk,brj->bkj", qw, logr)
+
+
+class DrawEvaluator:
+    """Reductions over draws of per-draw ``(N, K)`` quantities, in blocks of draws and rows.
+
+    Parameters
+    ----------
+    draws : GMMParams with one leading draw axis ``(S, ...)``
+        In the standardised units of ``x`` (numpy float64; moved to the device in
+        :func:`device_dtype`).
+    x : array of shape (N, D)
+        Standardised data.
+    budget : int
+        Approximate number of floats of the ``(block_draws, block_rows, K, D)`` working set.
+    """
+
+    def __init__(self, draws: GMMParams, x, budget: int = DEFAULT_BUDGET):
+        dtype = device_dtype()
+        self.n_draws = int(draws.means.shape[0])
+        self.n_components = int(draws.means.shape[-2])
+        self.n_rows, d = np.shape(x)
+        k = self.n_components
+        per_row = k * max(d, 1)
+        # power-of-two block shapes: nearby sizes share one compilation of each kernel
+        # (small sizes share the smallest bucket: compile time, not flops, dominates there)
+        rows = max(1, min(self.n_rows, max(256, budget // per_row)))
+        self.block_rows = _pow2_ceil(max(rows, 256))
+        fit = max(1, budget // (self.block_rows * per_row))
+        self.block_draws = min(_pow2_ceil(max(self.n_draws, 64)), 1 << (fit.bit_length() - 1))
+        n_rb = -(-self.n_rows // self.block_rows)
+        xp = np.zeros((n_rb * self.block_rows, d))
+        xp[: self.n_rows] = x
+        self._x = jnp.asarray(xp, dtype)
+        self._draws = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), draws)
+        self._dtype = dtype
+
+    # -- iteration helpers --------------------------------------------------------------------
+    def _draw_blocks(self):
+        b = self.block_draws
+        for start in range(0, self.n_draws, b):
+            stop = min(start + b, self.n_draws)
+            idx = np.arange(start, start + b)
+            mask = idx < stop
+            idx = np.where(mask, idx, stop - 1)  # pad with a valid draw, masked out
+            block = jax.tree_util.tree_map(lambda a: a[idx], self._draws)
+            yield start, stop, idx, jnp.asarray(mask), block
+
+    def _row_blocks(self):
+        r = self.block_rows
+        for start in range(0, self._x.shape[0], r):
+            yield start, min(start + r, self.n_rows), self._x[start : start + r]
+
+    # -- reductions -----------------------------------------------------------------------------
+    def pointwise_log_likelihood(self):
+        """ndarray (S, N) float64 of ``log p(x_n | theta_s)``."""
+        out = np.empty((self.n_draws, self.n_rows))
+        for s0, s1, _, _, block in self._draw_blocks():
+            for r0, r1, xr in self._row_blocks():
+                out[s0:s1, r0:r1] = np.asarray(_loglik_kernel(block, xr))[: s1 - s0, : r1 - r0]
+        return out
+
+    def logsumexp_log_likelihood(self):
+        """ndarray (N,) of ``logsumexp_s log p(x_n | theta_s)``."""
+        out = np.full(self.n_rows, -np.inf)
+        for s0, s1, _, _, block in self._draw_blocks():
+            for r0, r1, xr in self._row_blocks():
+                ll = np.asarray(_loglik_kernel(block, xr), np.float64)[: s1 - s0, : r1 - r0]
+                out[r0:r1] = np.logaddexp(out[r0:r1], _logsumexp0(ll))
+        return out
+
+    def mean_responsibilities(self, perms=None):
+        """ndarray (N, K): ``mean_s r[s, n, perms[s, k]]`` (``perms=None``: no relabelling)."""
+        k = self.n_components
+        out = np.zeros((self.n_rows, k))
+        if perms is None:
+            perms = np.broadcast_to(np.arange(k), (self.n_draws, k))
+        for _, _, idx, mask, block in self._draw_blocks():
+            pb = jnp.asarray(perms[idx], jnp.int32)
+            for r0, r1, xr in self._row_blocks():
+                part = _perm_resp_sum_kernel(block, mask, pb, xr)
+                out[r0:r1] += np.asarray(part, np.float64)[: r1 - r0]
+        return out / self.n_draws
+
+    def cross_entropy_costs(self, qw):
+        """ndarray (S, K, K): ``c[s, k, j] = -sum_n qw[n, k] log r[s, n, j]``.
+
+        ``qw`` of shape (N, K) (e.g. Stephens' ``Q`` times sample weights).
+        """
+        qp = np.zeros((self._x.shape[0], self.n_components))
+        qp[: self.n_rows] = qw  # padding rows carry weight 0
+        qp = jnp.asarray(qp, self._dtype)
+        out = np.zeros((self.n_draws, self.n_components, self.n_components))
+        r = self.block_rows
+        for s0, s1, _, _, block in self._draw_blocks():
+            for r0, _, xr in self._row_blocks():
+                part = _cross_entropy_kernel(block, xr, qp[r0 : r0 + r])
+                out[s0:s1] += np.asarray(part, np.float64)[: s1 - s0]
+        return out

@@ -1,0 +1,440 @@
+"""The :class:`Posterior`: relabelled draws, diagnostics that say what to change, predictive.
+
+A ``Posterior`` wraps the result of a NUTS or VI run (any object with the fields of
+``bayesgmm.infer.sampling.SamplerResult``), relabels the draws against the MAP estimate,
+diagnoses the run *before and after* relabelling (so that an R-hat of 2 caused only by label
+switching is recognised as such), and answers the predictive questions of scikit-learn's
+``GaussianMixture`` under the posterior: ``predict_proba``, ``score_samples``, ``sample``. Its
+:attr:`Posterior.idata` is an ArviZ ``InferenceData`` with named dims (built lazily by
+:mod:`bayesgmm._arviz`).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_random_state
+
+from .. import _arviz
+from ..core.params import GMMParams, check_covariance_type
+from ._compute import DrawEvaluator, flatten_draws, log_jacobian, standardisation, standardise_params, to_numpy
+from .relabel import RELABEL_METHODS, relabel as _relabel
+
+__all__ = ["Posterior", "PosteriorWarning"]
+
+#: Diagnostics are computed for these variables (before and after relabelling).
+DIAGNOSED = ("weights", "means", "covariances")
+
+
+class PosteriorWarning(ConvergenceWarning):
+    """A posterior run looks unreliable; the message says what to change."""
+
+
+def _n_positive(a) -> int:
+    return int(np.sum(np.asarray(a)))
+
+
+class Posterior:
+    """Relabelled posterior draws of a Gaussian mixture, with diagnostics and the predictive.
+
+    Parameters
+    ----------
+    result : SamplerResult-like
+        Object with ``draws`` (GMMParams, data units, leading axes ``(chain, draw)``),
+        ``sample_stats`` (dict of ``(chain, draw)`` arrays: ``diverging``, ``energy``,
+        ``tree_depth``, ``n_steps``, ``step_size``, ``acceptance_rate``, ``lp``), ``method``
+        (``"nuts"`` or ``"vi"``), ``info`` (dict; ``max_tree_depth`` is read from it, default 10),
+        ``num_warmup``, ``num_samples``, ``num_chains``.
+    x : array-like of shape (n_samples, n_features)
+        The data the posterior was conditioned on (a DataFrame's columns become feature names).
+    pivot : GMMParams
+        Reference labelling without batch axes, normally the MAP estimate (data units).
+    sample_weight : array-like of shape (n_samples,), optional
+        Observation weights the posterior was conditioned on (used by Stephens' relabelling and
+        stored in ``idata.constant_data``).
+    feature_names : sequence of str, optional
+        Names of the features (coordinates of the ``feature`` dim).
+    relabel : {"pivot", "stephens"} or None, default="pivot"
+        Relabelling method (:func:`bayesgmm.posterior.relabel`); None keeps the raw labels (e.g.
+        with ordered means).
+    max_iter : int, default=50
+        Maximum Stephens iterations.
+    warn : bool, default=True
+        Emit :class:`PosteriorWarning` for divergences, tree-depth hits, R-hat and low ESS.
+
+    Attributes
+    ----------
+    draws : GMMParams, leading axes (chain, draw)
+        Relabelled draws, numpy float64.
+    raw_draws : GMMParams, leading axes (chain, draw)
+        Draws as the sampler returned them.
+    permutations : ndarray of int64, shape (chain, draw, n_components)
+        ``draws[c, s, k] = raw_draws[c, s, permutations[c, s, k]]``.
+    method : str
+        ``"nuts"`` or ``"vi"``.
+    relabel_method : str or None
+    sample_stats : dict of str -> ndarray of shape (chain, draw)
+    """
+
+    def __init__(
+        self,
+        result,
+        x,
+        pivot: GMMParams,
+        *,
+        sample_weight=None,
+        feature_names: Sequence[str] | None = None,
+        relabel: str | None = "pivot",
+        max_iter: int = 50,
+        warn: bool = True,
+    ):
+        if relabel is not None and relabel not in RELABEL_METHODS:
+            raise ValueError(f"relabel={relabel!r} is not supported; use one of {RELABEL_METHODS} or None.")
+        if feature_names is None and hasattr(x, "columns"):
+            feature_names = [str(c) for c in x.columns]
+        self.x = np.asarray(x, np.float64)
+        if self.x.ndim != 2:
+            raise ValueError(f"x must have shape (n_samples, n_features), got {self.x.shape}.")
+        self.feature_names = None if feature_names is None else [str(f) for f in feature_names]
+        self.sample_weight = None if sample_weight is None else np.asarray(sample_weight, np.float64).reshape(-1)
+        if self.sample_weight is not None and (
+            self.sample_weight.shape[0] != self.x.shape[0]
+            or not np.all(np.isfinite(self.sample_weight))
+            or np.any(self.sample_weight < 0)
+            or not np.any(self.sample_weight > 0)
+        ):
+            raise ValueError(
+                f"sample_weight must hold {self.x.shape[0]} finite, non-negative weights (not all 0), "
+                f"one per row of x; got shape {self.sample_weight.shape}."
+            )
+
+        raw = to_numpy(result.draws)
+        check_covariance_type(raw.covariance_type)
+        if raw.means.ndim != 4:
+            raise ValueError(
+                "result.draws must have leading (chain, draw) axes: means of shape (chain, draw, K, D), "
+                f"got {raw.means.shape}."
+            )
+        if raw.means.shape[-1] != self.x.shape[1]:
+            raise ValueError(f"the draws have {raw.means.shape[-1]} features, x has {self.x.shape[1]}.")
+        bad = [
+            name
+            for name in ("weights", "means", "scales", "corr_chol")
+            if getattr(raw, name) is not None and not np.all(np.isfinite(getattr(raw, name)))
+        ]
+        if bad:
+            raise ValueError(
+                f"the posterior draws contain NaN or infinite values in {bad}: the sampler failed "
+                "numerically. Standardise the data, strengthen the priors on the scales, or use fewer "
+                "components."
+            )
+        self.raw_draws = raw
+        self.pivot = to_numpy(pivot)
+        self.method = str(getattr(result, "method", "nuts"))
+        self.info = dict(getattr(result, "info", None) or {})
+        self.num_chains, self.num_samples = (int(n) for n in raw.means.shape[:2])
+        self.num_warmup = getattr(result, "num_warmup", None)
+        self.sample_stats = {
+            name: np.asarray(v) for name, v in dict(getattr(result, "sample_stats", None) or {}).items()
+        }
+        self.relabel_method = relabel
+        if relabel is None:
+            k = raw.n_components
+            self.permutations = np.broadcast_to(np.arange(k), raw.weights.shape).copy()
+            self.draws = raw
+        else:
+            self.draws, self.permutations = _relabel(
+                raw, self.pivot, relabel, x=self.x, max_iter=max_iter, sample_weight=self.sample_weight
+            )
+        self._shift, self._scale = standardisation(self.x, raw.covariance_type, self.sample_weight)
+        self._diagnostics = self._compute_diagnostics()
+        if warn:
+            for message in self._diagnostics["warnings"]:
+                warnings.warn(message, PosteriorWarning, stacklevel=2)
+
+    # -- shapes -----------------------------------------------------------------------------------
+    @property
+    def covariance_type(self) -> str:
+        return self.draws.covariance_type
+
+    @property
+    def n_components(self) -> int:
+        return self.draws.n_components
+
+    @property
+    def n_features(self) -> int:
+        return self.draws.n_features
+
+    @property
+    def n_draws(self) -> int:
+        """Total number of draws ``chain * draw``."""
+        return self.num_chains * self.num_samples
+
+    # -- diagnostics --------------------------------------------------------------------------------
+    def _compute_diagnostics(self):
+        before = _arviz.rhat_ess(self.raw_draws, DIAGNOSED)
+        after = _arviz.rhat_ess(self.draws, DIAGNOSED)
+        stats = self.sample_stats
+        n_div = _n_positive(stats["diverging"]) if "diverging" in stats else 0
+        max_depth = int(self.info.get("max_tree_depth", 10))
+        n_depth = int(np.sum(np.asarray(stats["tree_depth"]) >= max_depth)) if "tree_depth" in stats else 0
+        identity = np.arange(self.n_components)
+        diag = {
+            "method": self.method,
+            "relabel_method": self.relabel_method,
+            "num_chains": self.num_chains,
+            "num_samples": self.num_samples,
+            "rhat_before": before["rhat"],
+            "rhat_after": after["rhat"],
+            "ess_bulk_before": before["ess_bulk"],
+            "ess_bulk_after": after["ess_bulk"],
+            "ess_tail_before": before["ess_tail"],
+            "ess_tail_after": after["ess_tail"],
+            "max_rhat_before": _nanmax(before["rhat"].values()),
+            "max_rhat": _nanmax(after["rhat"].values()),
+            "min_ess_bulk": _nanmin(after["ess_bulk"].values()),
+            "min_ess_tail": _nanmin(after["ess_tail"].values()),
+            "n_divergent": n_div,
+            "n_max_tree_depth": n_depth,
+            "max_tree_depth": max_depth,
+            "n_relabelled": int(np.sum(np.any(self.permutations != identity, axis=-1))),
+        }
+        diag["warnings"] = self._warning_messages(diag)
+        return diag
+
+    def _warning_messages(self, d):
+        out = []
+        total = self.n_draws
+        if d["n_divergent"]:
+            ta = self.info.get("target_accept")
+            now = f", now {float(ta):g}" if ta is not None else ""
+            out.append(
+                f"{d['n_divergent']} of {total} post-warmup NUTS transitions diverged "
+                f"({d['n_divergent'] / total:.1%}); the draws may be biased. Increase target_accept "
+                f"(e.g. 0.95 or 0.99{now}); if divergences persist, strengthen the priors on the scales "
+                "or use fewer components."
+            )
+        if d["n_max_tree_depth"]:
+            out.append(
+                f"{d['n_max_tree_depth']} of {total} NUTS transitions hit the maximum tree depth "
+                f"{d['max_tree_depth']} (trajectories cut short: slow mixing, not bias). Increase "
+                f"max_tree_depth (e.g. {d['max_tree_depth'] + 2}) or run more warmup so that the step "
+                "size and mass matrix adapt better."
+            )
+        if self.method == "vi":
+            return out  # independent draws from the approximation: R-hat and ESS say nothing
+        r, r0 = d["max_rhat"], d["max_rhat_before"]
+        if np.isfinite(r) and r > 1.01:
+            worst = max(d["rhat_after"], key=lambda v: _nan_to(d["rhat_after"][v], -np.inf))
+            out.append(
+                f"R-hat after relabelling is {r:.3f} > 1.01 (worst: {worst}; {r0:.3f} before): the "
+                "chains do not agree. Run longer chains / more warmup (num_samples, num_warmup). If it "
+                "stays high, multimodality survived relabelling -- the model may have too many "
+                "components: reduce n_components or use a sparser weight_concentration."
+            )
+        thr = 100 * self.num_chains
+        eb, et = d["min_ess_bulk"], d["min_ess_tail"]
+        if (np.isfinite(eb) and eb < thr) or (np.isfinite(et) and et < thr):
+            out.append(
+                f"Effective sample size is low after relabelling (bulk {eb:.0f}, tail {et:.0f}; "
+                f"want at least 100 per chain = {thr}): posterior means and intervals are noisy. "
+                "Run more samples (num_samples) or longer warmup."
+            )
+        return out
+
+    def diagnostics(self) -> dict:
+        """Convergence diagnostics before and after relabelling.
+
+        Returns
+        -------
+        dict
+            ``rhat_before`` / ``rhat_after``: {variable: max rank-normalised split R-hat} for
+            weights, means and covariances (before = the raw, label-switched draws);
+            ``ess_bulk_before`` / ``ess_bulk_after``, ``ess_tail_before`` / ``ess_tail_after``:
+            {variable: min ESS}; ``max_rhat_before``, ``max_rhat``, ``min_ess_bulk``,
+            ``min_ess_tail``: the worst over variables (after relabelling unless named
+            ``_before``); ``n_divergent``; ``n_max_tree_depth`` (transitions with
+            ``tree_depth >= max_tree_depth``) and ``max_tree_depth``; ``n_relabelled`` (draws whose
+            permutation is not the identity); ``method``, ``relabel_method``, ``num_chains``,
+            ``num_samples``; ``warnings``: the messages emitted at construction.
+        """
+        out = dict(self._diagnostics)
+        for key in ("rhat_before", "rhat_after", "ess_bulk_before", "ess_bulk_after", "ess_tail_before", "ess_tail_after"):
+            out[key] = dict(out[key])
+        out["warnings"] = list(out["warnings"])
+        return out
+
+    # -- ArviZ -------------------------------------------------------------------------------------
+    def pointwise_log_likelihood(self) -> np.ndarray:
+        """``log p(x_n | theta_{c,s})``, ndarray of shape (chain, draw, n_samples) (cached)."""
+        if getattr(self, "_pointwise", None) is None:
+            ev = self._evaluator(self.draws, self.x)
+            ll = ev.pointwise_log_likelihood() + log_jacobian(self._scale)
+            self._pointwise = ll.reshape(self.num_chains, self.num_samples, -1)
+        return self._pointwise
+
+    @functools.cached_property
+    def idata(self):
+        """:class:`arviz.InferenceData` of the relabelled draws (groups: see :mod:`bayesgmm._arviz`)."""
+        return _arviz.to_inference_data(
+            self.draws,
+            raw_draws=self.raw_draws,
+            permutations=self.permutations,
+            sample_stats=self.sample_stats,
+            log_likelihood=self.pointwise_log_likelihood(),
+            observed=self.x,
+            sample_weight=self.sample_weight,
+            feature_names=self.feature_names,
+            attrs={"inference_method": self.method, "relabel_method": str(self.relabel_method)},
+        )
+
+    def summary(self, var_names: Sequence[str] | None = _arviz.DEFAULT_VAR_NAMES, **kwargs):
+        """ArviZ summary (pandas DataFrame) of the relabelled draws.
+
+        Parameters
+        ----------
+        var_names : sequence of str, default=("weights", "means", "covariances")
+            Also ``"scales"``, ``"corr_chol"``; None for all.
+        **kwargs
+            Passed to :func:`arviz.summary` (``hdi_prob``, ``kind``, ``round_to``, ...).
+        """
+        return _arviz.summary(self.idata, var_names=var_names, **kwargs)
+
+    def loo(self, **kwargs):
+        """PSIS-LOO (:func:`arviz.loo`) from the pointwise log-likelihood."""
+        return _arviz.loo(self.idata, **kwargs)
+
+    def waic(self, **kwargs):
+        """WAIC (:func:`arviz.waic`) from the pointwise log-likelihood."""
+        return _arviz.waic(self.idata, **kwargs)
+
+    # -- predictive ---------------------------------------------------------------------------------
+    def _evaluator(self, draws: GMMParams, X) -> DrawEvaluator:
+        flat = flatten_draws(draws, 2)
+        return DrawEvaluator(standardise_params(flat, self._shift, self._scale), (X - self._shift) / self._scale)
+
+    def _check_X(self, X):
+        X = np.asarray(X, np.float64)
+        if X.ndim == 1:
+            raise ValueError(
+                f"Expected 2D array, got 1D array of shape {X.shape}; use X.reshape(-1, 1) for a single "
+                "feature or X.reshape(1, -1) for a single sample."
+            )
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"X must have shape (n_samples, {self.n_features}), got {X.shape}.")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X contains NaN or infinite values; drop or impute those rows first.")
+        return X
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Posterior-mean responsibilities ``mean_s p(z_n = k | x_n, theta_s)`` (relabelled draws).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components); rows sum to 1.
+        """
+        X = self._check_X(X)
+        return self._evaluator(self.draws, X).mean_responsibilities()
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable component under :meth:`predict_proba`, shape (n_samples,)."""
+        return np.argmax(self.predict_proba(X), axis=1)
+
+    def score_samples(self, X) -> np.ndarray:
+        """Posterior predictive log density ``log mean_s p(x_n | theta_s)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        X = self._check_X(X)
+        lse = self._evaluator(self.draws, X).logsumexp_log_likelihood()
+        return lse - np.log(self.n_draws) + log_jacobian(self._scale)
+
+    def score(self, X) -> float:
+        """Mean posterior predictive log density of ``X``."""
+        return float(np.mean(self.score_samples(X)))
+
+    def sample(self, n_samples: int = 1, random_state=None):
+        """Draw from the posterior predictive: a random draw, then a component, then a Gaussian.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : int, numpy Generator / RandomState or None
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of int64, shape (n_samples,)
+            The (relabelled) component each sample came from.
+        """
+        if isinstance(n_samples, (bool, np.bool_)) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples!r}; it must be a positive integer.")
+        rng = random_state if isinstance(random_state, np.random.Generator) else check_random_state(random_state)
+        p = flatten_draws(self.draws, 2)
+        ct = p.covariance_type
+        n, d = int(n_samples), self.n_features
+        s = rng.integers(0, self.n_draws, size=n) if isinstance(rng, np.random.Generator) else rng.randint(0, self.n_draws, size=n)
+        cum = np.cumsum(p.weights[s], axis=-1)
+        u = rng.random(n) if isinstance(rng, np.random.Generator) else rng.random_sample(n)
+        y = np.minimum(np.sum(cum < (u * cum[:, -1])[:, None], axis=-1), self.n_components - 1)
+        eps = rng.standard_normal((n, d))
+        mean = p.means[s, y]
+        if ct == "full":
+            chol = p.scales[s, y][:, :, None] * p.corr_chol[s, y]
+            noise = np.einsum("nde,ne->nd", chol, eps)
+        elif ct == "tied":
+            chol = p.scales[s][:, :, None] * p.corr_chol[s]
+            noise = np.einsum("nde,ne->nd", chol, eps)
+        elif ct == "diag":
+            noise = p.scales[s, y] * eps
+        else:
+            noise = p.scales[s, y][:, None] * eps
+        return mean + noise, y.astype(np.int64)
+
+    # -- display ------------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        d = self._diagnostics
+        parts = [
+            f"method={self.method!r}",
+            f"covariance_type={self.covariance_type!r}",
+            f"n_components={self.n_components}",
+            f"n_features={self.n_features}",
+            f"chains={self.num_chains}",
+            f"draws={self.num_samples}",
+            f"relabel={self.relabel_method!r} ({d['n_relabelled']} draws permuted)",
+            f"max_rhat={d['max_rhat']:.3f} (before relabelling {d['max_rhat_before']:.3f})",
+            f"min_ess_bulk={d['min_ess_bulk']:.0f}",
+        ]
+        if self.method == "nuts":
+            parts.append(f"divergences={d['n_divergent']}")
+        return "Posterior(" + ", ".join(parts) + ")"
+
+
+def _nan_to(v, fill):
+    return fill if not np.isfinite(v) else v
+
+
+def _nanmax(values) -> float:
+    v = np.asarray(list(values), np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.max()) if v.size else float("nan")
+
+
+def _nanmin(values) -> float:
+    v = np.asarray(list(values), np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.min()) if v.size else float("nan")

@@ -1,4 +1,9 @@
-"""bayesgmm: Bayesian Gaussian mixtures on JAX and NumPyro."""
+"""bayesgmm: Bayesian Gaussian mixtures on JAX and NumPyro.
+
+One model -- Dirichlet weights, Normal means, LKJ correlations with scale priors -- fitted three ways
+with the same prior: a jitted MAP-EM (:class:`GaussianMixture`), NUTS and variational inference
+(:meth:`GaussianMixture.fit_posterior`, returning a relabelled :class:`Posterior`).
+"""
 
 from .core.logdensity import log_posterior
 from .core.params import GMMParams
@@ -6,4 +11,13 @@ from .core.prior import Prior
 from .estimator import GaussianMixture
 
 __version__ = "0.1.0"
-__all__ = ["GaussianMixture", "GMMParams", "Prior", "log_posterior", "__version__"]
+__all__ = ["GaussianMixture", "GMMParams", "Posterior", "Prior", "log_posterior", "__version__"]
+
+
+def __getattr__(name):
+    # ArviZ is imported only when posterior summaries are used
+    if name == "Posterior":
+        from .posterior import Posterior
+
+        return Posterior
+    raise AttributeError(f"module 'bayesgmm' has no attribute {name!r}")

@@ -311,6 +311,79 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self._scale = np.asarray(result.scale, np.float64)
 
     # ------------------------------------------------------------------------------------------
+    _NUTS_OPTIONS = (
+        "num_warmup", "num_samples", "num_chains", "chain_method", "dense_mass", "target_accept",
+        "max_tree_depth", "init_jitter",
+    )
+    _VI_OPTIONS = ("guide", "num_steps", "learning_rate", "optimizer", "batch_size", "num_samples")
+
+    def fit_posterior(
+        self, X, method="nuts", *, sample_weight=None, random_state=None, progress_bar=True,
+        relabel="pivot", **options,
+    ):
+        """Sample the posterior of the same model (same prior) whose MAP this estimator holds.
+
+        The fitted MAP (fitted first if needed) is the starting point of every chain / of the
+        variational guide and the pivot of the relabelling.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        method : {"nuts", "vi"}, default="nuts"
+        sample_weight : array-like of shape (n_samples,), optional
+            Likelihood weights (an integer weight acts as repeating the row).
+        random_state : int, RandomState or None
+            Seed of the sampler; defaults to the estimator's ``random_state``.
+        progress_bar : bool, default=True
+        relabel : {"pivot", "stephens"} or None, default="pivot"
+            How draws are aligned to the MAP labelling before summaries and diagnostics.
+        **options
+            NUTS: ``num_warmup=500``, ``num_samples=500``, ``num_chains=4``,
+            ``chain_method="vectorized"``, ``dense_mass=False``, ``target_accept=0.8``,
+            ``max_tree_depth=10``, ``init_jitter=0.05``.
+            VI: ``guide="normal"`` (or "multivariate_normal", "low_rank", "delta"),
+            ``num_steps=2000``, ``learning_rate=0.01``, ``optimizer=None``,
+            ``batch_size=None`` (minibatches), ``num_samples=1000``.
+
+        Returns
+        -------
+        bayesgmm.Posterior
+        """
+        from .infer.sampling import run_nuts, run_svi
+        from .posterior import Posterior
+
+        if method not in ("nuts", "vi"):
+            raise ValueError(f"method={method!r} is not supported; use 'nuts' or 'vi'.")
+        allowed = self._NUTS_OPTIONS if method == "nuts" else self._VI_OPTIONS
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise TypeError(
+                f"fit_posterior(method={method!r}) got unknown option(s) {unknown}; valid options: "
+                f"{', '.join(allowed)}."
+            )
+        prior = resolve_prior_arg(self.prior)
+        if prior is None:
+            raise ValueError(
+                "fit_posterior needs a prior, but this estimator has prior=None (maximum "
+                "likelihood). Use prior='default' or a bayesgmm.Prior(...)."
+            )
+        if not hasattr(self, "weights_"):
+            self.fit(X, sample_weight=sample_weight)
+        X = self._check_X(X)
+        w = check_sample_weight(sample_weight, X.shape[0])
+        seed = seed_from(self.random_state if random_state is None else random_state)
+        runner = run_nuts if method == "nuts" else run_svi
+        result = runner(
+            jax.random.key(seed), X, n_components=self.n_components,
+            covariance_type=self.covariance_type, prior=prior, init=self.params_,
+            sample_weight=w, progress_bar=progress_bar, **options,
+        )
+        names = getattr(self, "feature_names_in_", None)
+        return Posterior(
+            result, X, self.params_, sample_weight=w,
+            feature_names=None if names is None else list(names), relabel=relabel,
+        )
+
     @property
     def params_(self) -> GMMParams:
         """The fitted parameters as a :class:`bayesgmm.GMMParams` (data units, float64 numpy)."""

@@ -273,3 +273,34 @@ def test_float32_default_and_x64_mode(data):
         gm64 = GaussianMixture(2, random_state=0).fit(data)
     assert gm64.map_result_.params.means.dtype == np.float64
     assert gm.means_.dtype == gm64.means_.dtype == np.float64
+
+
+# ---------------------------------------------------------------------------------------------
+# fit_posterior: NUTS and VI on the same model, started at the MAP
+# ---------------------------------------------------------------------------------------------
+def test_fit_posterior_nuts_and_vi_agree_with_the_map():
+    from bayesgmm.datasets import load_faithful
+
+    X = load_faithful(as_frame=True)
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    post = gm.fit_posterior(X, num_warmup=200, num_samples=200, num_chains=2, progress_bar=False)
+    assert isinstance(post, bayesgmm.Posterior)
+    idata = post.idata
+    assert list(idata.posterior["means"].coords["feature"].values) == ["eruptions", "waiting"]
+    mean = idata.posterior["means"].mean(("chain", "draw")).values
+    sd = idata.posterior["means"].std(("chain", "draw")).values
+    # large N relative to the parameters: the posterior mean sits near the MAP (in posterior sd)
+    assert np.all(np.abs(mean - gm.means_) < 1.0 * sd)
+    vi = gm.fit_posterior(X, method="vi", num_steps=1500, num_samples=400, progress_bar=False)
+    vmean = vi.draws.means.mean(axis=(0, 1))
+    assert np.all(np.abs(np.asarray(vmean) - mean) < 2.0 * sd)
+
+
+def test_fit_posterior_bad_arguments(data):
+    gm = GaussianMixture(2, random_state=0).fit(data)
+    with pytest.raises(ValueError, match="method='mcmc' is not supported"):
+        gm.fit_posterior(data, method="mcmc")
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['num_steps'\]"):
+        gm.fit_posterior(data, num_steps=10)
+    with pytest.raises(ValueError, match="needs a prior"):
+        GaussianMixture(2, prior=None).fit(data).fit_posterior(data)

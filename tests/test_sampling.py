@@ -1,0 +1,355 @@
+"""Tests of the posterior runners (NUTS and SVI): recovery, exact log densities, calibration.
+
+Checks are scaled by posterior standard deviations (not magic tolerances); labels are matched to a
+pivot (the MAP, itself matched to the truth) draw by draw. Sized for a 2-core CI machine: the NUTS
+programs are compiled once per shape and reused (the runner caches them), so the replicated-data
+calibration pays one compilation.
+"""
+
+import itertools
+
+import arviz as az
+import jax
+import numpy as np
+import optax
+import pytest
+from scipy.stats import binomtest
+
+from bayesgmm import Prior, log_posterior
+from bayesgmm.core.params import GMMParams
+from bayesgmm.infer import fit_map
+from bayesgmm.infer.sampling import GUIDES, SamplerResult, run_nuts, run_svi
+from conftest import full_covs, match_components, sample_mixture, true_mixture
+
+K, D, N = 3, 2, 600
+# R-hat <= 1.01 over 21 entries needs about 1000 draws per chain to hold with a margin (with 300
+# its own noise crosses 1.01 for some seeds); sampling them costs ~1 s, compilation dominates
+NW, NS = 500, 1000
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+def _align(draws: GMMParams, pivot_means):
+    """Match the labels of every draw to a pivot.
+
+    ``draws`` has leading axes (chain, draw); each draw's permutation minimises the squared
+    distance between its means and ``pivot_means`` (K, D) over all K! permutations (K small).
+
+    Returns
+    -------
+    weights (C, S, K), means (C, S, K, D), covariances (C, S, K, D, D) relabelled, and the
+    permutations (C, S, K).
+    """
+    w = np.asarray(draws.weights)
+    m = np.asarray(draws.means)
+    c = np.asarray(draws.covariances())
+    perms = np.array(list(itertools.permutations(range(m.shape[-2]))))  # (P, K)
+    cost = ((m[..., perms, :] - pivot_means) ** 2).sum((-2, -1))  # (C, S, P)
+    best = perms[np.argmin(cost, axis=-1)]  # (C, S, K)
+
+    def take(a):
+        return np.take_along_axis(a, best.reshape(best.shape + (1,) * (a.ndim - 3)), axis=2)
+
+    return take(w), take(m), take(c), best
+
+
+def _summary(a):
+    """Posterior mean and sd over (chain, draw)."""
+    return a.mean(axis=(0, 1)), a.std(axis=(0, 1), ddof=1)
+
+
+def _rhat(a):
+    """Rank-normalised split R-hat of every entry of ``a`` (chain, draw, ...)."""
+    return np.asarray(az.rhat(az.convert_to_dataset({"v": a}))["v"])
+
+
+@pytest.fixture(scope="module")
+def problem():
+    """Well-separated K=3, D=2 full-covariance data, its truth (labels of the truth) and MAP."""
+    weights, means, covs = true_mixture("full", K, D, seed=3)
+    x, _ = sample_mixture(weights, means, full_covs("full", covs, K, D), N, seed=4)
+    fit = fit_map(jax.random.PRNGKey(0), x, n_components=K, covariance_type="full", prior=Prior())
+    perm = match_components(np.asarray(fit.params.means), means)
+    pivot = np.asarray(fit.params.means)[perm]  # MAP means in the truth's order
+    return dict(x=x, weights=weights, means=means, covs=covs, fit=fit, pivot=pivot)
+
+
+@pytest.fixture(scope="module")
+def nuts(problem):
+    return run_nuts(
+        jax.random.PRNGKey(1), problem["x"], n_components=K, covariance_type="full",
+        prior=Prior(), init=problem["fit"].params, num_warmup=NW, num_samples=NS,
+        num_chains=4,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# NUTS
+# ----------------------------------------------------------------------------------------------
+def test_nuts_result_shapes_and_stats(nuts):
+    assert isinstance(nuts, SamplerResult) and nuts.method == "nuts"
+    assert (nuts.num_chains, nuts.num_warmup, nuts.num_samples) == (4, NW, NS)
+    d = nuts.draws
+    assert d.weights.shape == (4, NS, K) and d.means.shape == (4, NS, K, D)
+    assert d.scales.shape == (4, NS, K, D) and d.corr_chol.shape == (4, NS, K, D, D)
+    for name in ("lp", "diverging", "energy", "tree_depth", "n_steps", "step_size",
+                 "acceptance_rate"):
+        assert nuts.sample_stats[name].shape == (4, NS), name
+    assert nuts.sample_stats["diverging"].dtype == bool
+    n_steps, depth = nuts.sample_stats["n_steps"], nuts.sample_stats["tree_depth"]
+    assert np.all((2 ** (depth - 1) <= n_steps) & (n_steps <= 2**depth - 1))
+    # one step size per chain after warm-up
+    assert np.all(nuts.sample_stats["step_size"] == nuts.sample_stats["step_size"][:, :1])
+    for key in ("compile_seconds", "warmup_seconds", "sampling_seconds"):
+        assert nuts.info[key] >= 0.0
+    np.testing.assert_allclose(d.weights.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_nuts_recovers_truth(nuts, problem):
+    """Every weight, mean and covariance entry within 4 posterior sd of the truth; no switching."""
+    w, m, c, perms = _align(nuts.draws, problem["pivot"])
+    # with a MAP start and well-separated clusters no chain permutes the labels
+    assert np.all(perms == perms[0, 0]), "label switching in a well-separated problem"
+    true_cov = problem["covs"]
+    for est, truth, name in ((w, problem["weights"], "weights"), (m, problem["means"], "means"),
+                             (c, true_cov, "covariances")):
+        mean, sd = _summary(est)
+        z = np.abs(mean - truth) / sd
+        assert np.all(z < 4.0), f"{name}: |posterior mean - truth| / sd = {z}"
+
+
+def test_nuts_converged(nuts, problem):
+    w, m, c, _ = _align(nuts.draws, problem["pivot"])
+    for est, name in ((w, "weights"), (m, "means"), (c, "covariances")):
+        rhat = _rhat(est)
+        assert np.all(rhat <= 1.01), f"{name}: R-hat {rhat}"
+    assert nuts.info["n_divergent"] == 0
+    assert not nuts.sample_stats["diverging"].any()
+
+
+def test_nuts_lp_is_log_posterior_float32(nuts, problem):
+    """``lp`` (float32 run) against the float64 log posterior in data units."""
+    with jax.enable_x64(True):
+        for c, s in [(0, 0), (1, 17), (3, NS - 1)]:
+            draw = nuts.draws[c, s].astype(np.float64)
+            ref = float(log_posterior(draw, problem["x"], Prior()))
+            np.testing.assert_allclose(nuts.sample_stats["lp"][c, s], ref, rtol=2e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# small ordered-means problems (shared by the exact-lp, reproducibility and calibration tests:
+# same shapes and settings, so one compilation)
+# ----------------------------------------------------------------------------------------------
+SMALL_PRIOR = Prior(weight_concentration=3.0, mean_loc=0.0, mean_scale=3.0, scale_scale=1.0,
+                    ordered_means=True)
+SMALL_N = 60
+SMALL_RUN = dict(n_components=2, covariance_type="diag", prior=SMALL_PRIOR, num_warmup=300,
+                 num_samples=300, num_chains=4)
+
+
+def _small_data(seed):
+    """Truth drawn from SMALL_PRIOR (sorted means), then N=60 points from it."""
+    rng = np.random.default_rng(seed)
+    weights = rng.dirichlet([3.0, 3.0])
+    means = np.sort(rng.normal(0.0, 3.0, 2))[:, None]
+    scales = np.exp(rng.normal(0.0, 1.0, (2, 1)))
+    z = rng.choice(2, SMALL_N, p=weights)
+    x = means[z] + scales[z] * rng.normal(size=(SMALL_N, 1))
+    return x, means[:, 0]
+
+
+def _small_nuts(key, x):
+    fit = fit_map(jax.random.PRNGKey(0), x, n_components=2, covariance_type="diag",
+                  prior=SMALL_PRIOR, n_init=3)
+    return run_nuts(key, x, init=fit.params, **SMALL_RUN)
+
+
+def test_nuts_lp_is_log_posterior_x64():
+    with jax.enable_x64(True):
+        x, _ = _small_data(0)
+        r = _small_nuts(jax.random.PRNGKey(5), x)
+        assert r.draws.means.dtype == np.float64
+        for c, s in [(0, 0), (2, 100), (3, 299)]:
+            ref = float(log_posterior(r.draws[c, s], x, SMALL_PRIOR))
+            np.testing.assert_allclose(r.sample_stats["lp"][c, s], ref, rtol=1e-10)
+        # the ordered model keeps the first feature's means increasing in every draw
+        assert np.all(np.diff(r.draws.means[..., 0], axis=-1) >= 0)
+
+
+def test_nuts_reproducible_and_cached():
+    with jax.enable_x64(True):
+        x, _ = _small_data(1)
+        a = _small_nuts(jax.random.PRNGKey(7), x)
+        b = _small_nuts(jax.random.PRNGKey(7), x)
+        c = _small_nuts(jax.random.PRNGKey(8), x)
+    assert b.info["cache_hit"] and b.info["compile_seconds"] < 0.05
+    np.testing.assert_array_equal(a.draws.means, b.draws.means)
+    np.testing.assert_array_equal(a.sample_stats["lp"], b.sample_stats["lp"])
+    assert not np.array_equal(a.draws.means, c.draws.means)
+
+
+@pytest.mark.slow
+def test_nuts_calibration():
+    """Central 90% intervals of the means cover the truth ~90% of the time over data sets drawn
+    from the prior (the ordered prior identifies the labels)."""
+    covered = total = 0
+    with jax.enable_x64(True):
+        for rep in range(25):
+            x, truth = _small_data(100 + rep)
+            r = _small_nuts(jax.random.PRNGKey(rep), x)
+            m = r.draws.means[..., 0].reshape(-1, 2)
+            lo, hi = np.quantile(m, [0.05, 0.95], axis=0)
+            covered += int(np.sum((lo <= truth) & (truth <= hi)))
+            total += 2
+    p = binomtest(covered, total, 0.9).pvalue
+    assert p > 0.01, f"coverage {covered}/{total} of nominal 90% intervals (p = {p:.3g})"
+
+
+@pytest.mark.slow
+def test_nuts_large_n_posterior_mean_near_map():
+    """With N = 20000 the posterior concentrates: its mean is within 0.2 sd of the MAP."""
+    rng = np.random.default_rng(11)
+    n = 20_000
+    z = rng.choice(2, n, p=[0.35, 0.65])
+    x = np.array([[-2.0], [2.5]])[z] + np.array([[0.7], [1.2]])[z] * rng.normal(size=(n, 1))
+    # the MAP to within a small fraction of a posterior sd: EM's default tol (a per-sample
+    # change) stops earlier than that for N = 20000
+    fit = fit_map(jax.random.PRNGKey(0), x, n_components=2, covariance_type="diag", prior=Prior(),
+                  tol=1e-9, max_iter=1000)
+    r = run_nuts(jax.random.PRNGKey(2), x, n_components=2, covariance_type="diag", prior=Prior(),
+                 init=fit.params, num_warmup=150, num_samples=250, num_chains=2)
+    for field in ("weights", "means", "scales"):
+        draws = np.asarray(getattr(r.draws, field))
+        mean, sd = _summary(draws)
+        gap = np.abs(mean - np.asarray(getattr(fit.params, field))) / sd
+        assert np.all(gap < 0.2), f"{field}: |posterior mean - MAP| / sd = {gap}"
+
+
+# ----------------------------------------------------------------------------------------------
+# NUTS: arguments
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kw, err, match",
+    [
+        (dict(num_chains=0), ValueError, "num_chains"),
+        (dict(num_samples=0), ValueError, "num_samples"),
+        (dict(chain_method="threads"), ValueError, "vectorized"),
+        (dict(target_accept=1.0), ValueError, "target_accept"),
+        (dict(init_jitter=-1.0), ValueError, "init_jitter"),
+        (dict(prior=None), TypeError, "proper prior"),
+        (dict(covariance_type="diag"), ValueError, "covariance_type"),
+        (dict(n_components=2), ValueError, "init.means"),
+    ],
+)
+def test_nuts_bad_arguments(problem, kw, err, match):
+    args = dict(n_components=K, covariance_type="full", prior=Prior(), init=problem["fit"].params)
+    args.update(kw)
+    with pytest.raises(err, match=match):
+        run_nuts(jax.random.PRNGKey(0), problem["x"], **args)
+
+
+def test_nuts_rejects_non_finite_data(problem):
+    x = problem["x"].copy()
+    x[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        run_nuts(jax.random.PRNGKey(0), x, n_components=K, covariance_type="full", prior=Prior(),
+                 init=problem["fit"].params)
+
+
+# ----------------------------------------------------------------------------------------------
+# VI
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def nuts_summary(nuts, problem):
+    w, m, c, _ = _align(nuts.draws, problem["pivot"])
+    return {"weights": _summary(w), "means": _summary(m), "covariances": _summary(c)}
+
+
+@pytest.mark.parametrize("guide", ["normal", "multivariate_normal"])
+def test_vi_matches_nuts(guide, problem, nuts_summary):
+    r = run_svi(jax.random.PRNGKey(3), problem["x"], n_components=K, covariance_type="full",
+                prior=Prior(), init=problem["fit"].params, guide=guide, num_steps=2000,
+                num_samples=1000)
+    assert r.method == "vi" and r.num_chains == 1 and r.info["guide"] == guide
+    assert r.draws.means.shape == (1, 1000, K, D)
+    elbo = r.info["elbo"]
+    assert elbo.shape == (2000,) and np.all(np.isfinite(elbo))
+    tenth = len(elbo) // 10
+    assert elbo[-tenth:].mean() > elbo[:tenth].mean()
+    w, m, c, perms = _align(r.draws, problem["pivot"])
+    for est, name in ((w, "weights"), (m, "means")):
+        mean = est.mean(axis=(0, 1))
+        ref_mean, ref_sd = nuts_summary[name]
+        z = np.abs(mean - ref_mean) / ref_sd
+        assert np.all(z < 2.0), f"{guide} {name}: |VI mean - NUTS mean| / NUTS sd = {z}"
+    with jax.enable_x64(True):
+        draw = r.draws[0, 3].astype(np.float64)
+        ref = float(log_posterior(draw, problem["x"], Prior()))
+    np.testing.assert_allclose(r.sample_stats["lp"][0, 3], ref, rtol=2e-5)
+
+
+def test_vi_delta_recovers_map(problem, nuts_summary):
+    """AutoDelta started away from the MAP climbs back to it (the objective of MAP-EM)."""
+    mp = problem["fit"].params
+    perm = match_components(np.asarray(mp.means), problem["means"])
+    sd = np.empty_like(nuts_summary["means"][1])
+    sd[perm] = nuts_summary["means"][1]  # posterior sd of the means in the MAP's label order
+    start = mp.replace(means=np.asarray(mp.means) + 3.0 * sd)
+    # an explicit optax optimiser (the default's schedule, spelled out)
+    opt = optax.adam(optax.cosine_decay_schedule(0.01, 2000, alpha=0.01))
+    r = run_svi(jax.random.PRNGKey(4), problem["x"], n_components=K, covariance_type="full",
+                prior=Prior(), init=start, guide="delta", num_steps=2000, optimizer=opt,
+                num_samples=5)
+    assert r.info["elbo"].shape == (2000,)
+    got = r.draws[0, 0]
+    gap = np.abs(np.asarray(got.means) - np.asarray(mp.means)) / sd
+    assert np.all(gap < 0.05), f"|delta - MAP| / posterior sd = {gap}"
+    np.testing.assert_allclose(got.weights, mp.weights, atol=2e-3)
+    np.testing.assert_allclose(r.sample_stats["lp"][0, 0], problem["fit"].objective, rtol=1e-5)
+    assert np.all(r.draws.means == r.draws.means[:, :1])  # a point mass
+
+
+@pytest.mark.slow
+def test_vi_minibatch_matches_full_batch():
+    rng = np.random.default_rng(21)
+    n = 100_000
+    z = rng.choice(2, n, p=[0.4, 0.6])
+    means = np.array([[-2.0, 0.0], [2.0, 1.0]])
+    chol = np.array([[[1.0, 0.0], [0.5, 0.8]], [[0.7, 0.0], [-0.3, 1.1]]])
+    x = means[z] + np.einsum("nij,nj->ni", chol[z], rng.normal(size=(n, 2)))
+    fit = fit_map(jax.random.PRNGKey(0), x, n_components=2, covariance_type="full", prior=Prior())
+    kw = dict(n_components=2, covariance_type="full", prior=Prior(), init=fit.params,
+              num_samples=500)
+    full = run_svi(jax.random.PRNGKey(1), x, num_steps=1000, **kw)
+    # minibatch steps are ~100x cheaper: take more of them
+    mini = run_svi(jax.random.PRNGKey(1), x, batch_size=1000, num_steps=4000, **kw)
+    assert mini.info["batch_size"] == 1000 and full.info["batch_size"] is None
+    for field in ("weights", "means"):
+        f = np.asarray(getattr(full.draws, field))
+        mb = np.asarray(getattr(mini.draws, field))
+        f_mean, f_sd = _summary(f)
+        gap = np.abs(mb.mean(axis=(0, 1)) - f_mean) / f_sd
+        assert np.all(gap < 3.0), f"{field}: |minibatch - full| / sd = {gap}"
+
+
+@pytest.mark.parametrize(
+    "kw, err, match",
+    [
+        (dict(guide="laplace"), ValueError, "'normal', 'multivariate_normal', 'low_rank', 'delta'"),
+        (dict(num_steps=0), ValueError, "num_steps"),
+        (dict(batch_size=0), ValueError, "batch_size"),
+        (dict(learning_rate=-1.0), ValueError, "learning_rate"),
+        (dict(optimizer="adam"), TypeError, "optimizer"),
+        (dict(prior=None), TypeError, "proper prior"),
+    ],
+)
+def test_vi_bad_arguments(problem, kw, err, match):
+    args = dict(n_components=K, covariance_type="full", prior=Prior(), init=problem["fit"].params)
+    args.update(kw)
+    with pytest.raises(err, match=match):
+        run_svi(jax.random.PRNGKey(0), problem["x"], **args)
+
+
+def test_guides_listed():
+    assert set(GUIDES) == {"normal", "multivariate_normal", "low_rank", "delta"}

@@ -18,8 +18,9 @@ Method
   asked for (gmmx stops when the log-likelihood change is ``< tol``, i.e. on an exact 0.0 change;
   if that happens the run is repeated with ``tol=-1`` and the table says so).
 * Per-iteration time = (t(max_iter=30) - t(max_iter=1)) / 29, each t the best of ``--repeat``
-  whole ``fit`` calls after a warm-up call at both max_iter values (so JIT compilation is
-  excluded; for gmmx ``max_iter`` is static and each value compiles once in the warm-up).
+  whole ``fit`` calls after warm-up calls (so JIT compilation is excluded; for gmmx ``max_iter``
+  is static and each value compiles once in the warm-up). The ``--repeat`` rounds interleave the
+  libraries, so that a change in the machine's load affects all of them alike.
   Differencing removes everything that does not scale with the iteration count: initialisation,
   input validation / standardisation, host<->device transfers, the final E-step (sklearn and
   bayesgmm do one after the loop) and Python dispatch -- the same way for all three libraries.
@@ -30,7 +31,11 @@ Method
 * bayesgmm is timed through ``bayesgmm.infer.fit_map(prior=None)``, which is what
   ``bayesgmm.GaussianMixture(prior=None).fit`` calls.
 * ``n_init=8`` vs ``n_init=1`` (bayesgmm only; restarts are vmapped): per-iteration time ratio by
-  the same differencing, with all 8 restarts starting from the same parameters.
+  the same differencing, between max_iter=1 and max_iter=``--n-init-iters`` (default: 30 for small
+  shapes, 5 when N*K*D^2 >= 1e7, to keep the run short); all 8 restarts start from the same
+  parameters.
+* The JSON also holds process CPU seconds per iteration (all threads), which is less sensitive
+  to other load on the machine than wall time.
 
 Thread settings are left at the libraries' defaults unless ``--threads`` is given (it sets
 OMP/OPENBLAS/MKL thread counts for the worker subprocesses, and with ``--threads 1`` also turns off
@@ -78,6 +83,9 @@ def _parser():
     p.add_argument("--libs", type=str, default=",".join(LIBS), help="subset of " + ",".join(LIBS))
     p.add_argument("--n-init", type=int, default=8,
                    help="restarts for the bayesgmm n_init cost row (0 to skip; default 8)")
+    p.add_argument("--n-init-iters", type=int, default=0,
+                   help="max_iter of the long n_init fit (per-iteration by differencing with 1); "
+                        "default: --n-iter for small shapes (N*K*D^2 < 1e7), else 5")
     p.add_argument("--threads", type=int, default=None,
                    help="set OMP/OPENBLAS/MKL threads (and XLA single-threading if 1) for the workers")
     p.add_argument("--platform", type=str, default=None,
@@ -123,14 +131,11 @@ def _make_data(n, d, k, seed):
     return x, weights0, means0, cov0
 
 
-def _best(fn, repeat):
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        dt = time.perf_counter() - t0
-        best = min(best, dt)
-    return best, out
+def _timed(fn):
+    """Wall and process-CPU seconds of one call, and its result."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, time.process_time() - c0, out
 
 
 def _worker(args):
@@ -216,38 +221,60 @@ def _worker(args):
         if "gmmx" in libs:
             runners["gmmx"] = (gx_fit, lambda r: int(r.n_iter))
 
+        # warm-up: compiles the JAX programs (gmmx's max_iter is static: both values compile)
+        note = {lib: "" for lib in libs}
         for lib in libs:
             fit, n_iter_of = runners[lib]
             _log(f"[{dtype_name}] N={n} D={d} K={k}: {lib} warm-up")
-            note = ""
-            # warm-up (compiles JAX programs for both max_iter values), iteration-count check
             fit(m_short)
-            r_long = fit(m_long)
-            if lib == "gmmx" and n_iter_of(r_long) != m_long:
-                gmmx_tol[0] = -1.0
-                note = "gmmx stopped early at tol=0 (exact zero change); timed with tol=-1"
-                fit(m_short)
-                r_long = fit(m_long)
-            _log(f"[{dtype_name}] N={n} D={d} K={k}: {lib} timing (best of {repeat})")
-            t_short, r_short = _best(lambda: fit(m_short), repeat)
-            t_long, r_long = _best(lambda: fit(m_long), repeat)
-            it_short, it_long = n_iter_of(r_short), n_iter_of(r_long)
-            per_iter = (t_long - t_short) / n_diff
+            if lib == "gmmx":
+                if n_iter_of(fit(m_long)) != m_long:
+                    gmmx_tol[0] = -1.0
+                    note[lib] = "gmmx stopped early at tol=0 (exact zero change); timed with tol=-1"
+                    fit(m_short)
+                    fit(m_long)
+        ni = int(args.n_init or 0)
+        m_ni = int(args.n_init_iters) or (m_long if n * k * d * d < 1e7 else 5)
+        m_ni = max(2, min(m_ni, m_long))
+        if "bayesgmm" in libs and ni > 1:
+            _log(f"[{dtype_name}] N={n} D={d} K={k}: bayesgmm n_init={ni} warm-up")
+            bg_fit(m_short, ni)
+            runners["bayesgmm_n_init"] = (lambda m: bg_fit(m, ni), lambda r: int(r.n_iter))
+        # timing: rounds interleave the libraries so that a change in machine load hits all of
+        # them alike; per library the best (minimum) t(max_iter=1) and t(max_iter=m) are kept.
+        best = {lib: {} for lib in runners}
+        for rnd in range(repeat):
+            _log(f"[{dtype_name}] N={n} D={d} K={k}: timing round {rnd + 1}/{repeat}")
+            for lib, (fit, n_iter_of) in runners.items():
+                m_hi = m_ni if lib == "bayesgmm_n_init" else m_long
+                for m in (m_short, m_hi):
+                    t, c, r = _timed(lambda: fit(m))
+                    b = best[lib].setdefault(m, {"t": np.inf, "cpu": np.inf, "result": None})
+                    b["t"], b["cpu"] = min(b["t"], t), min(b["cpu"], c)
+                    b["result"] = r
+        for lib in libs:
+            _, n_iter_of = runners[lib]
+            lo, hi = best[lib][m_short], best[lib][m_long]
+            r_long = hi["result"]
+            it_short, it_long = n_iter_of(lo["result"]), n_iter_of(r_long)
+            per_iter = (hi["t"] - lo["t"]) / n_diff
             entry = {
                 "per_iter_s": per_iter,
-                "t_fit_max_iter_1_s": t_short,
-                f"t_fit_max_iter_{m_long}_s": t_long,
+                "per_iter_cpu_s": (hi["cpu"] - lo["cpu"]) / n_diff,
+                "t_fit_max_iter_1_s": lo["t"],
+                "t_fit_max_iter_long_s": hi["t"],
+                "max_iter_long": m_long,
                 "n_iter_short": it_short,
                 "n_iter_long": it_long,
                 "iterations_ok": it_short == m_short and it_long == m_long,
-                "note": note,
+                "note": note[lib],
             }
             # log-likelihood per sample evaluated at the parameters after (m_long - 1) M-steps,
             # which all three report: a cross-check that they ran the same algorithm.
             if lib == "bayesgmm":
                 entry["mean_loglik"] = float(r_long.history[m_long - 1]) / n
                 entry["compute_dtype"] = str(np.asarray(r_long.params.means).dtype)
-                entry["block_size"] = default_block_size(k, d)
+                entry["block_size"] = int(min(n, default_block_size(k, d)))
             elif lib == "sklearn":
                 entry["mean_loglik"] = float(r_long.lower_bound_)
                 entry["compute_dtype"] = str(r_long.means_.dtype)
@@ -255,24 +282,20 @@ def _worker(args):
                 entry["mean_loglik"] = float(r_long.log_likelihood)
                 entry["compute_dtype"] = str(np.asarray(r_long.gmm.means).dtype)
             rec["libs"][lib] = entry
-            _log(f"    {lib}: {per_iter * 1e3:.2f} ms/iter (iters {it_short}/{it_long}) {note}")
-
-        if "bayesgmm" in libs and args.n_init and args.n_init > 1:
-            ni = int(args.n_init)
-            _log(f"[{dtype_name}] N={n} D={d} K={k}: bayesgmm n_init={ni} warm-up")
-            bg_fit(m_short, ni)
-            r = bg_fit(m_long, ni)
-            t_short, _ = _best(lambda: bg_fit(m_short, ni), repeat)
-            t_long, r = _best(lambda: bg_fit(m_long, ni), repeat)
-            per_iter = (t_long - t_short) / n_diff
+            _log(f"    {lib}: {per_iter * 1e3:.2f} ms/iter (iters {it_short}/{it_long}) {note[lib]}")
+        if "bayesgmm_n_init" in runners:
+            lo, hi = best["bayesgmm_n_init"][m_short], best["bayesgmm_n_init"][m_ni]
+            per_iter = (hi["t"] - lo["t"]) / (m_ni - m_short)
             base = rec["libs"]["bayesgmm"]
             rec["bayesgmm_n_init"] = {
                 "n_init": ni,
                 "per_iter_s": per_iter,
+                "per_iter_cpu_s": (hi["cpu"] - lo["cpu"]) / (m_ni - m_short),
                 "per_iter_ratio_vs_n_init_1": per_iter / base["per_iter_s"],
-                "fit_ratio_vs_n_init_1": t_long / base[f"t_fit_max_iter_{m_long}_s"],
-                f"t_fit_max_iter_{m_long}_s": t_long,
-                "n_iter": int(r.n_iter),
+                "t_fit_max_iter_1_s": lo["t"],
+                "fit_max_iter_1_ratio_vs_n_init_1": lo["t"] / base["t_fit_max_iter_1_s"],
+                "timed_max_iter": [m_short, m_ni],
+                "n_iter": int(hi["result"].n_iter),
             }
             _log(f"    bayesgmm n_init={ni}: {per_iter * 1e3:.2f} ms/iter "
                  f"({per_iter / base['per_iter_s']:.2f}x n_init=1)")
@@ -373,11 +396,12 @@ def _ratio(a, b):
 
 
 def _table(results, n_iter, n_init):
+    ni_label = f"n_init={n_init}" if n_init and n_init > 1 else "n_init"
     head = (f"{'dtype':<8}{'N':>8}{'D':>4}{'K':>4} | {'bayesgmm':>9}{'sklearn':>9}{'gmmx':>9}"
-            f" | {'sk/bg':>7}{'gmmx/bg':>8} | {'n_init=' + str(n_init):>10}{'x1':>7} | {'iters':>5}"
+            f" | {'sk/bg':>7}{'gmmx/bg':>8} | {ni_label:>10}{'/n_init=1':>10} | {'iters':>5}"
             f" {'max|dLL|':>9}")
     units = (f"{'':<24} | {'ms/iter':>9}{'ms/iter':>9}{'ms/iter':>9} | {'':>15} |"
-             f" {'ms/iter':>9}{'':>7} | {'ok':>5}")
+             f" {'ms/iter':>9}{'':>10} | {'ok':>5}")
     lines = [head, units, "-" * len(head)]
     notes = []
     for rec in results:
@@ -392,7 +416,7 @@ def _table(results, n_iter, n_init):
             f"{rec['dtype']:<8}{rec['n']:>8}{rec['d']:>4}{rec['k']:>4} | {_fmt_ms(bg):>9}"
             f"{_fmt_ms(sk):>9}{_fmt_ms(gx):>9} | {_ratio(sk, bg):>7}{_ratio(gx, bg):>8} | "
             f"{_fmt_ms(ni['per_iter_s'] if ni else None):>9}"
-            f"{(format(ni['per_iter_ratio_vs_n_init_1'], '.2f') + 'x') if ni else '-':>7} | "
+            f"{(format(ni['per_iter_ratio_vs_n_init_1'], '.2f') + 'x') if ni else '-':>10} | "
             f"{'yes' if ok else 'NO':>5} {dll:>9.2e}"
         )
         for lib, why in rec.get("skipped", {}).items():
@@ -420,7 +444,8 @@ def main(argv=None):
     machine = _machine_info(args)
     worker_infos, results = {}, []
     passthrough = ["--repeat", str(args.repeat), "--n-iter", str(args.n_iter), "--libs", args.libs,
-                   "--n-init", str(args.n_init), "--seed", str(args.seed)]
+                   "--n-init", str(args.n_init), "--n-init-iters", str(args.n_init_iters),
+                   "--seed", str(args.seed)]
     if args.shapes:
         passthrough += ["--shapes", args.shapes]
     elif args.quick:
@@ -454,8 +479,8 @@ def main(argv=None):
              else " (library defaults; the script sets nothing)"))
     print(f"method  : full covariance, ML-EM, reg_covar={REG_COVAR}, tol=0, identical data and "
           f"starting parameters; per-iteration = (t(max_iter={args.n_iter}) - t(max_iter=1)) / "
-          f"{args.n_iter - 1}, best of {args.repeat} after warm-up (excludes JIT compile and "
-          "initialisation); float64 runs in a subprocess with jax_enable_x64")
+          f"{args.n_iter - 1}, best of {args.repeat} interleaved rounds after warm-up (excludes JIT "
+          "compile and initialisation); float64 runs in a subprocess with jax_enable_x64")
     dts = sorted({(r['dtype'], lib, e['compute_dtype']) for r in results for lib, e in r['libs'].items()})
     print("compute dtypes (fitted params): " + ", ".join(f"{d}:{lib}={c}" for d, lib, c in dts))
     print()
@@ -463,8 +488,11 @@ def main(argv=None):
     print(table)
     print()
     print("sk/bg, gmmx/bg: how many times slower per iteration than bayesgmm (>1: bayesgmm faster).")
-    print(f"n_init={args.n_init}: bayesgmm per-iteration time with {args.n_init} vmapped restarts, "
-          "and its ratio to n_init=1.")
+    if args.n_init and args.n_init > 1:
+        print(f"n_init={args.n_init}: bayesgmm per-iteration time with {args.n_init} vmapped restarts, "
+              "and its ratio to n_init=1 (differencing max_iter=1 and max_iter="
+              + (str(args.n_init_iters) if args.n_init_iters else f"{args.n_iter}, or 5 when N*K*D^2 >= 1e7")
+              + ").")
     print("max|dLL|: spread of the mean log-likelihood after the same number of EM steps across the "
           "libraries (cross-check that they ran the same algorithm).")
     for nt in notes:

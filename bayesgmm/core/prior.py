@@ -57,8 +57,9 @@ class Prior:
     weight_concentration : float or array-like of shape (n_components,), default=1.0
         Dirichlet concentration ``alpha`` of the weights. ``1`` is uniform on the simplex (the MAP
         weights equal the maximum-likelihood ones); ``> 1`` pulls weights towards equality;
-        ``< 1`` is a sparse ("overfitted mixture") prior under which MAP-EM empties superfluous
-        components (their weight becomes exactly 0 and they are reported as empty).
+        ``< 1`` is a sparse ("overfitted mixture") prior: MAP-EM empties a component whose
+        expected count falls below ``1 - alpha`` (its weight becomes exactly 0 and it is reported
+        as empty); it does not by itself merge a cluster shared by two components.
     mean_loc : float or array-like of shape (n_features,), optional
         Prior mean of every component mean. Default: the weighted mean of ``X``.
     mean_scale : float or array-like of shape (n_features,), optional

@@ -26,8 +26,14 @@ Method
   bayesgmm do one after the loop) and Python dispatch -- the same way for all three libraries.
 * float32 and float64 run in separate subprocesses, the float64 one with JAX's x64 mode on
   (``jax.config.update("jax_enable_x64", True)`` before any JAX work), the float32 one with it off.
-  scikit-learn >= 1.5 keeps float32 input in float32 (its parameters take the input's dtype; this
-  script reports the dtype of the fitted ``means_``); older versions upcast to float64.
+  scikit-learn validates X with ``dtype=[float64, float32]`` and, in the installed 1.9, keeps
+  float32 input in float32 throughout (E-step log-probabilities and the fitted parameters take X's
+  dtype; the script prints the dtype of the fitted ``means_``), so the float32 rows compare
+  float32 against float32. gmmx 0.7 accepts float32 parameters only (n/a in float64 rows).
+* Timings are sensitive to other load on the machine: scikit-learn's multi-threaded OpenBLAS
+  slows down far more under CPU oversubscription than XLA's mostly single-threaded loop, so the
+  1/5/15-minute load average is printed and stored with every shape; compare runs made on a quiet
+  machine.
 * bayesgmm is timed through ``bayesgmm.infer.fit_map(prior=None)``, which is what
   ``bayesgmm.GaussianMixture(prior=None).fit`` calls.
 * ``n_init=8`` vs ``n_init=1`` (bayesgmm only; restarts are vmapped): per-iteration time ratio by

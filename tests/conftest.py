@@ -7,6 +7,30 @@ from scipy.optimize import linear_sum_assignment
 from scipy.stats import special_ortho_group
 
 
+def _n_memory_mappings():
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:  # not Linux
+        return 0
+
+
+@pytest.fixture(autouse=True)
+def _release_compiled_programs():
+    """Drop JAX's compiled programs once the process holds many memory mappings.
+
+    Every XLA:CPU executable keeps its own memory mappings; one process running the whole suite
+    compiles thousands of programs and would otherwise reach the kernel's per-process mapping limit
+    (``vm.max_map_count``, 65530 by default), which crashes XLA mid-compile (SIGSEGV / SIGABRT).
+    """
+    yield
+    if _n_memory_mappings() > 15_000:
+        from bayesgmm.infer import sampling
+
+        sampling._NUTS_CACHE.clear()
+        jax.clear_caches()
+
+
 @pytest.fixture
 def x64():
     """Run the test body with JAX's 64-bit mode (restored afterwards)."""

@@ -111,71 +111,24 @@ def responsibilities(params: GMMParams, x):
     return jnp.exp(lp - logsumexp(lp, axis=-1, keepdims=True))
 
 
-def _whiten_t(params: GMMParams, xt):
-    """Transposed whitening for the E-step: ``yT`` of shape (K, D, n) and log densities (K, n).
-
-    ``xt`` is a block of data transposed, shape (D, n). The component axis leads so that every
-    product below is a plain row-major matrix product on CPU (no batched mat-vecs, no transposes of
-    the (n, K, D) working set).
-    """
-    ct = params.covariance_type
-    d, n = xt.shape
-    k = params.n_components
-    if ct == "full":
-        p = params.precisions_cholesky()  # (K, D, D) upper; y_k = (x - mu_k) @ P_k
-        b = jnp.einsum("kd,kde->ke", params.means, p)
-        wt = jnp.swapaxes(p, 1, 2).reshape(k * d, d)  # rows (k, e) = P_k[:, e]
-        yt = (wt @ xt).reshape(k, d, n) - b[:, :, None]
-        logdet = jnp.sum(jnp.log(jnp.diagonal(p, axis1=-2, axis2=-1)), axis=-1)
-    elif ct == "tied":
-        p = params.precisions_cholesky()  # (D, D)
-        yt = (p.T @ xt)[None] - (params.means @ p)[:, :, None]
-        logdet = jnp.broadcast_to(jnp.sum(jnp.log(jnp.diagonal(p))), (k,))
-    elif ct == "diag":
-        yt = (xt[None] - params.means[:, :, None]) / params.scales[:, :, None]
-        logdet = -jnp.sum(jnp.log(params.scales), axis=-1)
-    else:  # spherical
-        yt = (xt[None] - params.means[:, :, None]) / params.scales[:, None, None]
-        logdet = -d * jnp.log(params.scales)
-    logp = -0.5 * jnp.sum(yt * yt, axis=1) + (logdet - 0.5 * d * _LOG_2PI)[:, None]
-    return yt, logp
-
-
 def _block_stats(params: GMMParams, x, w, resp=None) -> EStepStats:
-    """Whitened statistics of one block ``x`` (n, D) with weights ``w`` (n,).
-
-    ``t2_k = sum_n r_nk y_nk y_nk^T`` is formed as ``(sum_n r_nk y_nk x_n^T - t1_k mu_k^T) P_k``: one
-    (K*D, n) @ (n, D) matrix product for all components instead of K thin products over n (the
-    latter run at a fraction of the CPU's matmul speed). Only the right factor is unwhitened, so the
-    rounding error is ``eps * |x| / sd`` relative, not the ``eps * (|x| / sd)^2`` of raw moments.
-    """
-    yt, logp = _whiten_t(params, x.T)
-    logp = logp + _log_weights(params.weights)[:, None]
-    lse = logsumexp(logp, axis=0)  # (n,)
+    y, logp = _whiten(params, x)
+    logp = logp + _log_weights(params.weights)
+    lse = logsumexp(logp, axis=-1)
     if resp is None:
-        resp_t = jnp.exp(logp - lse[None])
-    else:
-        resp_t = resp.T
-    r = resp_t * w[None]  # (K, n)
-    nk = jnp.sum(r, axis=1)
-    ry = yt * r[:, None, :]  # (K, D, n)
-    t1 = jnp.sum(ry, axis=-1)  # (K, D)
+        resp = jnp.exp(logp - lse[:, None])
+    r = resp * w[:, None]
+    nk = jnp.sum(r, axis=0)
+    t1 = jnp.einsum("nk,nkd->kd", r, y)
     ct = params.covariance_type
-    if ct in ("full", "tied"):
-        k, d, n = ry.shape
-        g = (ry.reshape(k * d, n) @ x).reshape(k, d, d)  # sum_n r y x^T
-        g = g - t1[:, :, None] * params.means[:, None, :]  # sum_n r y (x - mu)^T
-        p = params.precisions_cholesky()
-        if ct == "full":
-            t2 = jnp.einsum("kde,kef->kdf", g, p)
-            t2 = 0.5 * (t2 + jnp.swapaxes(t2, 1, 2))
-        else:
-            t2 = jnp.sum(g, axis=0) @ p
-            t2 = 0.5 * (t2 + t2.T)
+    if ct == "full":
+        t2 = jnp.einsum("nkd,nke->kde", y * r[..., None], y)
+    elif ct == "tied":
+        t2 = jnp.einsum("nkd,nke->de", y * r[..., None], y)
     elif ct == "diag":
-        t2 = jnp.sum(ry * yt, axis=-1)
+        t2 = jnp.einsum("nk,nkd->kd", r, y * y)
     else:
-        t2 = jnp.sum(ry * yt, axis=(1, 2))
+        t2 = jnp.einsum("nk,nk->k", r, jnp.sum(y * y, axis=-1))
     # padding rows have w = 0; guard 0 * (-inf) for points no component can explain
     loglik = jnp.sum(jnp.where(w > 0, w * lse, 0.0))
     return EStepStats(nk, t1, t2, loglik)

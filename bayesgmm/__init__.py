@@ -11,7 +11,9 @@ from .core.prior import Prior
 from .estimator import GaussianMixture
 
 __version__ = "0.1.0"
-__all__ = ["GaussianMixture", "GMMParams", "Posterior", "Prior", "log_posterior", "__version__"]
+__all__ = [
+    "GaussianMixture", "GMMParams", "Posterior", "Prior", "compare", "log_posterior", "select", "__version__",
+]
 
 
 def __getattr__(name):
@@ -20,4 +22,12 @@ def __getattr__(name):
         from .posterior import Posterior
 
         return Posterior
+    if name == "compare":  # EM estimate next to posteriors (imports ArviZ)
+        from .comparison import compare
+
+        return compare
+    if name == "select":  # model selection over n_components x covariance_type
+        from .selection import select
+
+        return select
     raise AttributeError(f"module 'bayesgmm' has no attribute {name!r}")

@@ -51,8 +51,11 @@ __all__ = [
     "SAMPLE_STATS",
     "covariance_matrices",
     "ess",
+    "hdi",
+    "information_criterion",
     "loo",
     "param_variables",
+    "plot_trace",
     "rhat",
     "rhat_ess",
     "summary",
@@ -345,3 +348,86 @@ def loo(idata, **kwargs):
 def waic(idata, **kwargs):
     """WAIC of ``idata`` (:func:`arviz.waic`; needs the ``log_likelihood`` group)."""
     return az.waic(idata, var_name="obs", **kwargs)
+
+def hdi(samples, hdi_prob: float = 0.94) -> np.ndarray:
+    """Highest-density interval (:func:`arviz.hdi`) of draws with leading (chain, draw) axes.
+
+    Parameters
+    ----------
+    samples : array of shape (chain, draw, *shape)
+    hdi_prob : float in (0, 1), default=0.94
+
+    Returns
+    -------
+    ndarray of shape (*shape, 2)
+        Lower and upper bound.
+    """
+    samples = np.asarray(samples, np.float64)
+    if samples.ndim < 2:
+        raise ValueError(f"samples must have leading (chain, draw) axes, got shape {samples.shape}.")
+    if not 0.0 < float(hdi_prob) < 1.0:
+        raise ValueError(f"hdi_prob must be in (0, 1), got {hdi_prob!r}.")
+    # chains pooled, one entry at a time: a (chain, draw) array with one chain (VI) would make
+    # ArviZ log a shape-validation warning
+    flat = samples.reshape(samples.shape[0] * samples.shape[1], -1)
+    out = np.stack([np.asarray(az.hdi(flat[:, e], hdi_prob=float(hdi_prob))) for e in range(flat.shape[1])])
+    return out.reshape(samples.shape[2:] + (2,))
+
+
+def information_criterion(idata, criterion: str = "loo") -> dict:
+    """PSIS-LOO or WAIC on the deviance scale, with ArviZ's warnings collected, not printed.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData with a ``log_likelihood`` group (variable ``obs``)
+    criterion : {"loo", "waic"}
+
+    Returns
+    -------
+    dict
+        ``elpd`` and ``se`` (log scale, higher is better), ``deviance = -2 elpd`` and
+        ``deviance_se = 2 se`` (lower is better), ``p`` (effective number of parameters), and
+        for LOO ``pareto_k`` (ndarray (n_obs,)), ``good_k`` (ArviZ's threshold
+        ``min(1 - 1/log10(S), 0.7)``) and ``n_bad_k`` (points above it); ``warning`` (ArviZ's
+        flag) and ``messages`` (the text of the warnings ArviZ raised).
+    """
+    if criterion not in ("loo", "waic"):
+        raise ValueError(f"criterion={criterion!r} is not supported; use 'loo' or 'waic'.")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = (az.loo if criterion == "loo" else az.waic)(idata, var_name="obs", pointwise=True)
+    elpd = float(res[f"elpd_{criterion}"])
+    se = float(res["se"])
+    out = {
+        "elpd": elpd,
+        "se": se,
+        "deviance": -2.0 * elpd,
+        "deviance_se": 2.0 * se,
+        "p": float(res[f"p_{criterion}"]),
+        "warning": bool(res["warning"]),
+        "messages": [str(w.message) for w in caught if not issubclass(w.category, (DeprecationWarning, FutureWarning))],
+    }
+    if criterion == "loo":
+        k = np.asarray(res["pareto_k"], np.float64)
+        good_k = float(res["good_k"]) if "good_k" in res else 0.7
+        out.update(pareto_k=k, good_k=good_k, n_bad_k=int(np.sum(k > good_k)))
+    return out
+
+
+def plot_trace(idata, var_names: Sequence[str] = ("weights",), kind: str = "trace", **kwargs):
+    """Trace or rank plot of the (relabelled) posterior through ArviZ; returns the axes array.
+
+    ``kind="trace"``: :func:`arviz.plot_trace` (densities and traces per chain);
+    ``kind="rank_bars"`` / ``"rank_vlines"``: :func:`arviz.plot_trace` with rank plots instead of
+    traces; ``kind="rank"``: :func:`arviz.plot_rank`. Extra keyword arguments go to ArviZ.
+    """
+    var_names = list(var_names)
+    if kind not in ("trace", "rank", "rank_bars", "rank_vlines"):
+        raise ValueError(f"kind={kind!r} is not supported; use 'trace', 'rank', 'rank_bars' or 'rank_vlines'.")
+    with warnings.catch_warnings():
+        # ArviZ 0.23 calls a matplotlib helper deprecated in matplotlib 3.11 (not our concern)
+        warnings.filterwarnings("ignore", message=r".*alias_mapping", category=DeprecationWarning)
+        if kind == "rank":
+            return az.plot_rank(idata, var_names=var_names, **kwargs)
+        return az.plot_trace(idata, var_names=var_names, kind=kind, **kwargs)
+

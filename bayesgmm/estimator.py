@@ -8,6 +8,7 @@ model that NUTS and VI explore.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import jax
@@ -47,6 +48,18 @@ def _score_block(params: GMMParams, x):
 def _logprob_block(params: GMMParams, x):
     lp = weighted_log_prob(params, x)
     return lp - jax.scipy.special.logsumexp(lp, axis=-1, keepdims=True)
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "block"))
+def _apply_in_blocks(fn, params, z, block):
+    return map_blocks(lambda xb: fn(params, xb), z, block)
+
+
+def _padded_rows(n: int, block: int) -> int:
+    """Rows to pad ``n`` to: a power of two below one block, else whole blocks (few compilations)."""
+    if n <= block:
+        return 1 << max(5, (n - 1).bit_length())
+    return -(-n // block) * block
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -410,8 +423,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         dtype = default_dtype()
         z = jnp.asarray((X - self._shift) / self._scale, dtype)
         params = self._std_params()
+        n = X.shape[0]
         block = default_block_size(self.n_components, X.shape[1])
-        return np.asarray(map_blocks(lambda xb: fn(params, xb), z, block), np.float64)
+        n_pad = _padded_rows(n, block)
+        if n_pad > n:  # zero rows are harmless (standardised origin) and cut off below
+            z = jnp.concatenate([z, jnp.zeros((n_pad - n, z.shape[1]), dtype)], axis=0)
+        out = _apply_in_blocks(fn, params, z, min(block, n_pad))
+        return np.asarray(out[:n], np.float64)
 
     def _check_X(self, X):
         check_is_fitted(self)
@@ -503,3 +521,23 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """Akaike information criterion ``-2 log p(X | theta) + 2 n_parameters`` (lower is better)."""
         X = self._check_X(X)
         return float(-2 * self.score(X) * X.shape[0] + 2 * self._n_parameters())
+
+    def icl(self, X):
+        """Integrated completed likelihood ``BIC + 2 * entropy`` of the responsibilities (lower is better).
+
+        ``entropy = -sum_n sum_k r_nk log r_nk`` penalises overlapping components; scikit-learn's
+        sign like :meth:`bic` (see :func:`bayesgmm.selection.icl`; mclust reports the opposite sign).
+        """
+        from .selection import icl
+
+        return icl(self, X)
+
+    def detect_anomalies(self, X, percentile=4.0, *, X_train=None):
+        """Flag points whose log density falls below the ``percentile``-th percentile of the training data.
+
+        ``score_samples(X) < np.percentile(score_samples(X_train), percentile)`` (``X_train``
+        defaults to ``X``); see :mod:`bayesgmm.anomaly`. Returns a bool ndarray of shape (n_samples,).
+        """
+        from .anomaly import detect_anomalies
+
+        return detect_anomalies(self, X, percentile, X_train=X_train)

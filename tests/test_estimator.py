@@ -296,6 +296,25 @@ def test_fit_posterior_nuts_and_vi_agree_with_the_map():
     assert np.all(np.abs(np.asarray(vmean) - mean) < 2.0 * sd)
 
 
+def test_fit_posterior_with_one_component():
+    """K = 1 has no weights site (Dirichlet over one component); VI's autoguides used to crash."""
+    rng = np.random.default_rng(3)
+    x = rng.normal([1.0, -2.0], [0.5, 2.0], size=(300, 2))
+    gm = GaussianMixture(1, random_state=0).fit(x)
+    vi = gm.fit_posterior(x, method="vi", num_steps=500, progress_bar=False)
+    post = gm.fit_posterior(x, method="nuts", num_warmup=100, num_samples=100, num_chains=2,
+                            progress_bar=False)
+    for p in (vi, post):
+        assert np.all(np.asarray(p.draws.weights) == 1.0)
+        m = np.asarray(p.draws.means)[..., 0, :].reshape(-1, 2)
+        gap = np.abs(m.mean(axis=0) - x.mean(axis=0)) / m.std(axis=0)
+        assert np.all(gap < 1.0), gap
+    s_vi, s_map = vi.score_samples(x[:20]), gm.score_samples(x[:20])
+    assert np.all(np.isfinite(s_vi))
+    # the posterior predictive is close to the plug-in density at N = 300 (and a little wider)
+    assert abs(np.mean(s_vi - s_map)) < 0.05, np.mean(s_vi - s_map)
+
+
 def test_fit_posterior_bad_arguments(data):
     gm = GaussianMixture(2, random_state=0).fit(data)
     with pytest.raises(ValueError, match="method='mcmc' is not supported"):

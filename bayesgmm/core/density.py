@@ -119,16 +119,19 @@ def _block_stats(params: GMMParams, x, w, resp=None) -> EStepStats:
         resp = jnp.exp(logp - lse[:, None])
     r = resp * w[:, None]
     nk = jnp.sum(r, axis=0)
-    t1 = jnp.einsum("nk,nkd->kd", r, y)
+    # t1 as a plain reduction of r * y (which t2 needs anyway): the batched mat-vec
+    # einsum("nk,nkd->kd") it replaces ran several times slower on CPU.
+    yr = y * r[..., None]
+    t1 = jnp.sum(yr, axis=0)
     ct = params.covariance_type
     if ct == "full":
-        t2 = jnp.einsum("nkd,nke->kde", y * r[..., None], y)
+        t2 = jnp.einsum("nkd,nke->kde", yr, y)
     elif ct == "tied":
-        t2 = jnp.einsum("nkd,nke->de", y * r[..., None], y)
+        t2 = jnp.einsum("nkd,nke->de", yr, y)
     elif ct == "diag":
-        t2 = jnp.einsum("nk,nkd->kd", r, y * y)
+        t2 = jnp.sum(yr * y, axis=0)
     else:
-        t2 = jnp.einsum("nk,nk->k", r, jnp.sum(y * y, axis=-1))
+        t2 = jnp.sum(yr * y, axis=(0, 2))
     # padding rows have w = 0; guard 0 * (-inf) for points no component can explain
     loglik = jnp.sum(jnp.where(w > 0, w * lse, 0.0))
     return EStepStats(nk, t1, t2, loglik)

@@ -186,7 +186,12 @@ def gmm_model(
     else:
         d = int(n_features)
 
-    weights = numpyro.sample("weights", dist.Dirichlet(prior.weight_concentration))
+    if k == 1:
+        # a Dirichlet over one component is the point mass w = (1,) (log density 0): no latent site
+        # (a zero-dimensional unconstrained site breaks NumPyro's autoguides)
+        weights = jnp.ones((1,), dtype)
+    else:
+        weights = numpyro.sample("weights", dist.Dirichlet(prior.weight_concentration))
 
     # -- means ----------------------------------------------------------------------------------
     if prior.ordered_means:
@@ -267,7 +272,7 @@ def params_from_sample(sample: dict, covariance_type: str) -> GMMParams:
     Parameters
     ----------
     sample : dict
-        Site values with any leading batch axes ``(...)``: ``weights`` (..., K); ``means``
+        Site values with any leading batch axes ``(...)``: ``weights`` (..., K) (absent for K == 1); ``means``
         (..., K, D), or ``means_first`` (..., K) and ``means_rest`` (..., K, D-1) of the
         ordered-means model; ``scales``; ``corr_chol`` (full/tied; filled with ones for D == 1
         when absent). Extra keys (``obs_loglik``, ``x``, ...) are ignored.
@@ -278,7 +283,6 @@ def params_from_sample(sample: dict, covariance_type: str) -> GMMParams:
     GMMParams with batch shape ``(...)``
     """
     check_covariance_type(covariance_type)
-    weights = jnp.asarray(sample["weights"])
     if "means" in sample:
         means = jnp.asarray(sample["means"])
     else:
@@ -286,6 +290,12 @@ def params_from_sample(sample: dict, covariance_type: str) -> GMMParams:
         if "means_rest" in sample:
             cols.append(jnp.asarray(sample["means_rest"]))
         means = jnp.concatenate(cols, axis=-1)
+    if "weights" in sample:
+        weights = jnp.asarray(sample["weights"])
+    elif means.shape[-2] == 1:  # one component: the model has no weights site
+        weights = jnp.ones(means.shape[:-1], means.dtype)
+    else:
+        raise KeyError("sample has no 'weights' (only a one-component model may omit it).")
     scales = jnp.asarray(sample["scales"])
     corr_chol = None
     if covariance_type in ("full", "tied"):
@@ -316,7 +326,9 @@ def sample_from_params(params: GMMParams, ordered_means: bool = False) -> dict:
         tied, ``corr_chol``; usable as the ``params`` of ``numpyro.infer.util.log_density`` or
         with ``init_to_value``.
     """
-    out = {"weights": params.weights, "scales": params.scales}
+    out = {"scales": params.scales}
+    if params.n_components > 1:  # one component: no weights site (see gmm_model)
+        out["weights"] = params.weights
     if ordered_means:
         out["means_first"] = params.means[..., 0]
         if params.n_features > 1:

@@ -405,6 +405,73 @@ class Posterior:
             noise = p.scales[s, y][:, None] * eps
         return mean + noise, y.astype(np.int64)
 
+    # -- label-free cluster summaries (logic in bayesgmm.posterior.clusters) ------------------------
+    def assignment_probabilities(self, X=None, *, interval=(0.05, 0.95)):
+        """Assignment probabilities with credible intervals and entropies.
+
+        See :func:`bayesgmm.posterior.clusters.assignment_probabilities`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), optional
+            Default: the data the posterior was conditioned on.
+        interval : (float, float), default=(0.05, 0.95)
+            Quantiles over the draws.
+
+        Returns
+        -------
+        AssignmentProbabilities
+            ``mean``, ``lower``, ``upper`` of shape (n_samples, n_components); ``entropy`` and
+            ``expected_entropy`` of shape (n_samples,).
+        """
+        from .clusters import assignment_probabilities
+
+        return assignment_probabilities(self, X, interval=interval)
+
+    def coclustering(self, X=None) -> np.ndarray:
+        """Posterior co-clustering matrix ``Pr(z_i = z_j | data)``, shape (n_samples, n_samples).
+
+        Symmetric with unit diagonal; O(S N^2 K) time and O(N^2) memory
+        (:func:`bayesgmm.posterior.clusters.coclustering`).
+        """
+        from .clusters import coclustering
+
+        return coclustering(self, X)
+
+    def partition(self, X=None, loss: str = "binder", **kwargs):
+        """Partition minimising the posterior expected ``"binder"`` or ``"vi"`` loss.
+
+        Returns a :class:`bayesgmm.posterior.clusters.Partition` (``labels`` of shape
+        (n_samples,), ``expected_loss``, ``n_clusters``, ...); keyword arguments as in
+        :func:`bayesgmm.posterior.clusters.partition`.
+        """
+        from .clusters import partition
+
+        return partition(self, X, loss, **kwargs)
+
+    def n_occupied(self, random_state=None) -> np.ndarray:
+        """Per draw, the number of components holding at least one data point, (chain, draw).
+
+        Labels of the data the posterior was conditioned on are drawn from their conditional
+        posterior given each draw (:func:`bayesgmm.posterior.clusters.n_occupied`); with a sparse
+        Dirichlet prior this is the posterior of the number of clusters.
+        """
+        from .clusters import n_occupied
+
+        return n_occupied(self, random_state)
+
+    def anomaly_probability(self, X=None, percentile: float = 4.0, *, return_thresholds: bool = False):
+        """Posterior probability that a point's density is below the ``percentile`` threshold.
+
+        The threshold is recomputed per draw from the training data
+        (:func:`bayesgmm.anomaly.anomaly_probability`). Returns an ndarray of shape (n_samples,)
+        (and the per-draw thresholds, shape (chain, draw), with ``return_thresholds=True``).
+        """
+        from ..anomaly import anomaly_probability
+
+        return anomaly_probability(self, X, percentile, return_thresholds=return_thresholds)
+
+    # -- long runs and persistence (logic in bayesgmm.infer.sampling and bayesgmm.io) --------------
     # -- display ------------------------------------------------------------------------------------
     def __repr__(self) -> str:
         d = self._diagnostics

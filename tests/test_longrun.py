@@ -102,6 +102,7 @@ def test_vi_like_posterior_round_trip(tmp_path):
         loaded.extend(10)
 
 
+@pytest.mark.slow  # compiles two more NUTS programs (the longer run and the continuation)
 def test_extend_and_resume_equal_one_longer_run(tmp_path, run, weighted):
     """100 + 100 draws continue the chains exactly: bit-identical to one run of 200 (CPU)."""
     x, w, _ = weighted
@@ -132,6 +133,7 @@ def test_bad_posterior_files_are_refused(tmp_path, run):
     data = good.read_bytes()
     (tmp_path / "truncated.nc").write_bytes(data[: len(data) // 2])
     (tmp_path / "text.nc").write_bytes(b"not a posterior\n")
+    (tmp_path / "garbage.nc").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 4)
     with open(tmp_path / "model.nc", "wb") as f:  # a zip (model) file is refused with a hint
         np.savez(f, a=np.ones(2))
     import xarray as xr
@@ -144,6 +146,7 @@ def test_bad_posterior_files_are_refused(tmp_path, run):
     cases = {
         "truncated": "truncated or corrupted",
         "text": "not a netCDF-4 file",
+        "garbage": "truncated or corrupted",
         "model": "use bayesgmm.load",
         "foreign": "not a bayesgmm posterior",
         "tampered": "failed its SHA-256 checksum",

@@ -759,7 +759,8 @@ def extend_nuts(
     matrix adapted in the original warm-up. On CPU the continuation is exact: a run of
     ``num_warmup`` + ``S1`` draws extended by ``S2`` gives bit-identical draws and statistics to
     one run of ``num_warmup`` + ``S1 + S2`` draws with the same key (both apply the same compiled
-    transition to the same state and PRNG key).
+    transition to the same state and PRNG key). Runs with ``chain_method="parallel"`` continue
+    chain by chain on one device (the same transitions; equal up to floating-point rounding).
 
     Parameters
     ----------

@@ -5,6 +5,9 @@ compiles are cached, so the repeated-rows run and the resumed runs reuse them.
 """
 
 import os
+import pathlib
+import subprocess
+import sys
 import warnings
 
 import h5py
@@ -118,6 +121,19 @@ def test_extend_and_resume_equal_one_longer_run(tmp_path, run, weighted):
     resumed = _quiet(GaussianMixture(2).fit_posterior, x, sample_weight=w, resume=path, num_samples=100,
                      progress_bar=False)
     _assert_same_posterior(resumed, longer, x)
+    # and in a new process (nothing compiled or cached): the same draws once more
+    code = (
+        "import sys, warnings, numpy as np, bayesgmm; warnings.simplefilter('ignore'); "
+        "p = bayesgmm.load_posterior(sys.argv[1]).extend(100); "
+        "np.savez(sys.argv[2], means=p.raw_draws.means, lp=p.sample_stats['lp'])"
+    )
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "out.npz")], check=True, cwd=root,
+                   env=env, capture_output=True, timeout=300)
+    with np.load(tmp_path / "out.npz") as out:
+        np.testing.assert_array_equal(out["means"], longer.raw_draws.means)
+        np.testing.assert_array_equal(out["lp"], longer.sample_stats["lp"])
     with pytest.raises(ValueError, match="not the data the resumed run was conditioned on"):
         GaussianMixture(2).fit_posterior(x[:-1], sample_weight=w[:-1], resume=post, num_samples=5)
     with pytest.raises(ValueError, match="sample_weight differs"):

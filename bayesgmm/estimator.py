@@ -146,7 +146,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     n_empty_ : int
         Components emptied by a sparse Dirichlet prior (``weight_concentration < 1``).
     map_result_ : bayesgmm.infer.MAPResult
-        Everything the EM run reported (all restarts).
+        Everything the EM run reported (all restarts). After :func:`bayesgmm.load` its ``info``
+        (per-restart diagnostics in standardised units) is None; everything else is restored.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Defined when ``X`` has string column names.

@@ -12,7 +12,8 @@ from .estimator import GaussianMixture
 
 __version__ = "0.1.0"
 __all__ = [
-    "GaussianMixture", "GMMParams", "Posterior", "Prior", "compare", "log_posterior", "select", "__version__",
+    "GaussianMixture", "GMMParams", "Posterior", "Prior", "compare", "load", "log_posterior",
+    "select", "__version__",
 ]
 
 
@@ -22,6 +23,10 @@ def __getattr__(name):
         from .posterior import Posterior
 
         return Posterior
+    if name in ("load",):  # bayesgmm.io
+        from . import io
+
+        return getattr(io, name)
     if name == "compare":  # EM estimate next to posteriors (imports ArviZ)
         from .comparison import compare
 

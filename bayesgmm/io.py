@@ -1,0 +1,398 @@
+"""Saving and loading fitted estimators and posteriors, without pickle.
+
+Two file formats, both versioned and checksummed:
+
+``GaussianMixture.save(path)`` -> an ``.npz`` archive (numpy's zip of ``.npy`` arrays, read with
+``allow_pickle=False``) holding
+
+* ``__header__``: JSON ``{"magic": "bayesgmm", "kind": "GaussianMixture", "format_version": 1,
+  "bayesgmm_version": ..., "sha256": ...}``,
+* ``__spec__``: JSON of ``get_params()`` (a :class:`~bayesgmm.Prior` as its fields, a
+  ``RandomState`` as its state) and the scalar fitted attributes,
+* one array per fitted array attribute (``weights_``, ``means_``, ``covariances_``,
+  ``precisions_``, ``precisions_cholesky_``, ``lower_bounds_``, ``feature_names_in_``, the
+  standardisation used for scoring) and per array of ``map_result_``.
+
+``Posterior.save(path)`` -> a netCDF-4 file (:func:`arviz.from_netcdf` opens it as ordinary
+``InferenceData``) with the groups of :attr:`Posterior.idata` plus a ``bayesgmm`` group with the
+MAP pivot, the NUTS sampler state needed by :meth:`Posterior.extend`, array-valued run info and
+the JSON header/spec as attributes.
+
+The SHA-256 checksum covers the spec and every stored array (dtype, shape and bytes; strings by
+value), so that a modified or truncated file is refused with a ``ValueError`` naming the file.
+Files are written to a temporary file in the target folder and moved into place with
+:func:`os.replace`, so ``path`` never holds a half-written file. A file written by a newer format
+version is refused with a message to upgrade.
+
+Not stored: ``map_result_.info`` (the per-restart EM diagnostics in standardised units; it is
+``None`` after loading -- predictions never use it) and a ``Posterior``'s cached computations
+(recomputed on demand, identically).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+
+import numpy as np
+
+__all__ = ["FORMAT_VERSION", "load", "load_posterior", "save_estimator", "save_posterior"]
+
+#: Version of both file layouts; bump on any incompatible change (files of a newer version are refused).
+FORMAT_VERSION = 1
+_MAGIC = "bayesgmm"
+
+
+# ---------------------------------------------------------------------------------------------
+# shared helpers: checksums, atomic writes, JSON values
+# ---------------------------------------------------------------------------------------------
+def _digest(spec_json: str, arrays: dict) -> str:
+    """SHA-256 over the spec and the arrays (sorted by name; strings hashed by value)."""
+    h = hashlib.sha256()
+    h.update(spec_json.encode("utf-8"))
+    for name in sorted(arrays):
+        a = np.asarray(arrays[name])
+        h.update(b"\0" + name.encode("utf-8") + b"\0")
+        h.update(repr(a.shape).encode())
+        if a.dtype.kind in "OUS":
+            h.update(b"str")
+            h.update(json.dumps([str(v) for v in a.reshape(-1).tolist()]).encode("utf-8"))
+        else:
+            h.update(a.dtype.str.encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _atomic_write(path, write):
+    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then move it to ``path``."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise OSError(f"cannot save to {path!r}: the folder {folder!r} does not exist.")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def _header(kind: str, digest: str) -> str:
+    from . import __version__
+
+    return json.dumps({
+        "magic": _MAGIC, "kind": kind, "format_version": FORMAT_VERSION,
+        "bayesgmm_version": __version__, "sha256": digest,
+    })
+
+
+def _check_header(path, header_json, kind):
+    try:
+        header = json.loads(header_json)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path!r} is not a bayesgmm file: its header is not valid JSON.") from None
+    if not isinstance(header, dict) or header.get("magic") != _MAGIC:
+        raise ValueError(f"{path!r} is not a bayesgmm file (no bayesgmm header).")
+    if header.get("kind") != kind:
+        raise ValueError(
+            f"{path!r} holds a bayesgmm {header.get('kind')!r}, not a {kind!r}; load it with "
+            f"{'bayesgmm.load_posterior' if header.get('kind') == 'Posterior' else 'bayesgmm.load'}."
+        )
+    version = header.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"{path!r} has an invalid format version {version!r}.")
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path!r} was written in bayesgmm file format version {version} (by bayesgmm "
+            f"{header.get('bayesgmm_version')}); this bayesgmm reads versions up to {FORMAT_VERSION}. "
+            "Upgrade bayesgmm to load it."
+        )
+    return header
+
+
+def _check_digest(path, header, spec_json, arrays):
+    if _digest(spec_json, arrays) != header.get("sha256"):
+        raise ValueError(
+            f"{path!r} failed its SHA-256 checksum: the file was modified or corrupted after it was "
+            "saved. Re-save it from the original object."
+        )
+
+
+def _to_json_value(name, v, arrays):
+    """A parameter value as JSON; arrays go to ``arrays`` under ``param:<name>``."""
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, (np.bool_,)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v)
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind not in "biuf":
+            raise TypeError(f"cannot save {name}: arrays of dtype {v.dtype} are not supported.")
+        arrays[f"param:{name}"] = v
+        return {"__ndarray__": f"param:{name}"}
+    if isinstance(v, (list, tuple)):
+        a = np.asarray(v)
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"cannot save {name}={v!r}: only numbers and arrays of numbers are supported.")
+        arrays[f"param:{name}"] = a
+        return {"__list__": f"param:{name}", "tuple": isinstance(v, tuple)}
+    raise TypeError(
+        f"cannot save the parameter {name}={v!r} (type {type(v).__name__}); only numbers, strings, "
+        "None, arrays, a bayesgmm.Prior and an int or RandomState random_state can be saved."
+    )
+
+
+def _from_json_value(v, arrays):
+    if isinstance(v, dict) and "__ndarray__" in v:
+        return arrays[v["__ndarray__"]]
+    if isinstance(v, dict) and "__list__" in v:
+        out = arrays[v["__list__"]].tolist()
+        return tuple(out) if v.get("tuple") else out
+    return v
+
+
+def _prior_to_json(prior, arrays):
+    from .core.prior import Prior
+
+    if prior is None or isinstance(prior, str):
+        return prior
+    if isinstance(prior, Prior):
+        import dataclasses
+
+        return {"__prior__": {f.name: _to_json_value(f"prior.{f.name}", getattr(prior, f.name), arrays)
+                              for f in dataclasses.fields(prior)}}
+    if isinstance(prior, dict):
+        return {"__prior_dict__": {k: _to_json_value(f"prior.{k}", v, arrays) for k, v in prior.items()}}
+    raise TypeError(f"cannot save prior={prior!r}; use 'default', None or a bayesgmm.Prior.")
+
+
+def _prior_from_json(v, arrays):
+    from .core.prior import Prior
+
+    if isinstance(v, dict) and "__prior__" in v:
+        return Prior(**{k: _from_json_value(x, arrays) for k, x in v["__prior__"].items()})
+    if isinstance(v, dict) and "__prior_dict__" in v:
+        return {k: _from_json_value(x, arrays) for k, x in v["__prior_dict__"].items()}
+    return v
+
+
+def _random_state_to_json(rs, arrays):
+    if rs is None or isinstance(rs, (int, np.integer)) and not isinstance(rs, bool):
+        return None if rs is None else int(rs)
+    if isinstance(rs, np.random.RandomState):
+        name, keys, pos, has_gauss, gauss = rs.get_state(legacy=True)
+        arrays["random_state:keys"] = np.asarray(keys, np.uint32)
+        return {"__random_state__": name, "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)}
+    raise TypeError(
+        f"cannot save random_state={rs!r}: only None, an int or a numpy RandomState can be saved."
+    )
+
+
+def _random_state_from_json(v, arrays):
+    if isinstance(v, dict) and "__random_state__" in v:
+        rs = np.random.RandomState()
+        rs.set_state((v["__random_state__"], arrays["random_state:keys"], v["pos"], v["has_gauss"],
+                      v["cached_gaussian"]))
+        return rs
+    return v
+
+
+# ---------------------------------------------------------------------------------------------
+# GaussianMixture
+# ---------------------------------------------------------------------------------------------
+#: Fitted array attributes stored as they are (float64 / strings).
+_FITTED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_",
+                  "lower_bounds_", "feature_names_in_", "_shift", "_scale")
+_FITTED_SCALARS = ("converged_", "n_iter_", "lower_bound_", "n_empty_", "n_features_in_")
+_MAP_ARRAYS = ("history", "restart_objectives", "shift", "scale")
+_MAP_SCALARS = ("objective", "log_likelihood", "converged", "n_iter", "n_empty", "best_index")
+
+
+def _params_arrays(prefix, p, arrays):
+    for field in ("weights", "means", "scales", "corr_chol"):
+        v = getattr(p, field)
+        if v is not None:
+            arrays[f"{prefix}.{field}"] = np.asarray(v)
+    return p.covariance_type
+
+
+def _params_from_arrays(prefix, covariance_type, arrays):
+    from .core.params import GMMParams
+
+    return GMMParams(
+        weights=arrays[f"{prefix}.weights"], means=arrays[f"{prefix}.means"],
+        scales=arrays[f"{prefix}.scales"], corr_chol=arrays.get(f"{prefix}.corr_chol"),
+        covariance_type=covariance_type,
+    )
+
+
+def _resolved_prior_to(prefix, rp, arrays):
+    if rp is None:
+        return None
+    for field in ("weight_concentration", "mean_loc", "mean_scale", "scale_scale", "lkj_concentration"):
+        arrays[f"{prefix}.{field}"] = np.asarray(getattr(rp, field))
+    return {"scale_prior": rp.scale_prior, "ordered_means": bool(rp.ordered_means)}
+
+
+def _resolved_prior_from(prefix, meta, arrays):
+    from .core.prior import ResolvedPrior
+
+    if meta is None:
+        return None
+    fields = ("weight_concentration", "mean_loc", "mean_scale", "scale_scale", "lkj_concentration")
+    return ResolvedPrior(**{f: arrays[f"{prefix}.{f}"] for f in fields}, scale_prior=meta["scale_prior"],
+                         ordered_means=meta["ordered_means"])
+
+
+def save_estimator(estimator, path):
+    """Write a fitted :class:`~bayesgmm.GaussianMixture` to ``path`` (see :meth:`GaussianMixture.save`)."""
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(estimator, msg=(
+        "This %(name)s instance is not fitted yet, so there is nothing to save. Call 'fit' first."
+    ))
+    arrays: dict = {}
+    params = {}
+    for name, v in estimator.get_params(deep=False).items():
+        if name == "prior":
+            params[name] = _prior_to_json(v, arrays)
+        elif name == "random_state":
+            params[name] = _random_state_to_json(v, arrays)
+        else:
+            params[name] = _to_json_value(name, v, arrays)
+    fitted = {}
+    for name in _FITTED_SCALARS:
+        if hasattr(estimator, name):
+            v = getattr(estimator, name)
+            fitted[name] = bool(v) if isinstance(v, (bool, np.bool_)) else (
+                int(v) if isinstance(v, (int, np.integer)) else float(v))
+    stored_arrays = []
+    for name in _FITTED_ARRAYS:
+        if hasattr(estimator, name):
+            v = np.asarray(getattr(estimator, name))
+            if v.dtype.kind == "O":  # feature names: object array of str (no pickle)
+                v = v.astype(str)
+            arrays[f"fitted:{name}"] = v
+            stored_arrays.append(name)
+    spec = {"class": type(estimator).__name__, "params": params, "fitted": fitted,
+            "fitted_arrays": stored_arrays}
+    mr = getattr(estimator, "map_result_", None)
+    if mr is not None:
+        spec["map_result"] = {
+            "covariance_type": _params_arrays("map.params", mr.params, arrays),
+            "prior": _resolved_prior_to("map.prior", mr.prior, arrays),
+            **{name: (bool(getattr(mr, name)) if name == "converged" else
+                      float(getattr(mr, name)) if name in ("objective", "log_likelihood") else
+                      int(getattr(mr, name))) for name in _MAP_SCALARS},
+        }
+        for name in _MAP_ARRAYS:
+            arrays[f"map.{name}"] = np.asarray(getattr(mr, name))
+    spec_json = json.dumps(spec, sort_keys=True, allow_nan=True)
+    header = _header("GaussianMixture", _digest(spec_json, arrays))
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, __header__=np.asarray(header), __spec__=np.asarray(spec_json), **arrays)
+
+    return _atomic_write(path, write)
+
+
+def _read_npz(path):
+    """``(header_json, spec_json, arrays)`` of an ``.npz`` file; ValueError for anything else."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:  # OSError (missing file, a folder, no permission) names the path
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        raise ValueError(
+            f"{path!r} is not a bayesgmm save file: it is not an .npz archive (a model saved with "
+            "GaussianMixture.save)."
+        )
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = list(z.files)
+            if "__header__" not in names or "__spec__" not in names:
+                raise ValueError(f"{path!r} is an .npz archive but not a bayesgmm file (no bayesgmm header).")
+            header_json, spec_json = str(z["__header__"][()]), str(z["__spec__"][()])
+            arrays = {name: z[name] for name in names if name not in ("__header__", "__spec__")}
+    except ValueError as e:
+        if str(path) in str(e):
+            raise
+        raise ValueError(f"{path!r} is not a readable bayesgmm file: {e}") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError) as e:
+        raise ValueError(
+            f"{path!r} is truncated or corrupted ({type(e).__name__}: {e}); re-save it."
+        ) from None
+    return header_json, spec_json, arrays
+
+
+def load(path):
+    """Load a :class:`~bayesgmm.GaussianMixture` saved with :meth:`GaussianMixture.save`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    GaussianMixture
+        With bit-identical parameters and fitted attributes, so ``predict``, ``predict_proba``,
+        ``score_samples`` and ``sample`` give identical outputs. ``map_result_.info`` is None.
+
+    Raises
+    ------
+    OSError
+        The file cannot be opened.
+    ValueError
+        The file is not a bayesgmm model, is truncated, fails its checksum or was written by a
+        newer file format version.
+    """
+    from .estimator import GaussianMixture
+
+    header_json, spec_json, arrays = _read_npz(path)
+    header = _check_header(path, header_json, "GaussianMixture")
+    _check_digest(path, header, spec_json, arrays)
+    try:
+        spec = json.loads(spec_json)
+        params = {}
+        for name, v in spec["params"].items():
+            if name == "prior":
+                params[name] = _prior_from_json(v, arrays)
+            elif name == "random_state":
+                params[name] = _random_state_from_json(v, arrays)
+            else:
+                params[name] = _from_json_value(v, arrays)
+        est = GaussianMixture(**params)
+        for name, v in spec["fitted"].items():
+            setattr(est, name, v)
+        for name in spec["fitted_arrays"]:
+            v = arrays[f"fitted:{name}"]
+            setattr(est, name, v.astype(object) if name == "feature_names_in_" else v)
+        if "map_result" in spec:
+            from .infer.map_em import MAPResult
+
+            m = spec["map_result"]
+            est.map_result_ = MAPResult(
+                params=_params_from_arrays("map.params", m["covariance_type"], arrays),
+                prior=_resolved_prior_from("map.prior", m["prior"], arrays),
+                info=None,
+                **{name: m[name] for name in _MAP_SCALARS},
+                **{name: arrays[f"map.{name}"] for name in _MAP_ARRAYS},
+            )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{os.fspath(path)!r} is a malformed bayesgmm model file ({type(e).__name__}: {e}).") from None
+    return est

@@ -57,7 +57,7 @@ UNCERTAIN_BELOW = 0.9
 #: components instead of Binder's loss (whose co-clustering matrix is n x n).
 MAX_ROWS_BINDER = 2000
 
-#: The model file written by :func:`write_model` (in ``--out``).
+#: The MAP model written by :func:`write_model` (in ``--out``; ``bayesgmm.load`` reads it).
 MODEL_FILE = "model.npz"
 #: Every file ``bayesgmm fit`` may write in ``--out``; only these are ever replaced or removed.
 REPORT_FILES = (
@@ -592,36 +592,18 @@ def format_diagnostics(outcomes) -> str:
 # ----------------------------------------------------------------------------------------------
 # files: the report directory
 # ----------------------------------------------------------------------------------------------
-def write_model(estimator, path, feature_names: Sequence[str] = ()) -> Path:
-    """Write the fitted MAP model to ``path`` (numpy ``.npz`` of the fitted attributes, no pickle).
-
-    The arrays ``weights``, ``means``, ``covariances``, ``precisions_cholesky`` are in
-    scikit-learn's layout; ``covariance_type``, ``n_components``, ``converged``, ``n_iter``,
-    ``lower_bound`` and ``feature_names`` describe them. Read with
-    ``numpy.load(path, allow_pickle=False)``.
-    """
-    path = Path(path)
-    gm = estimator
-    with open(path, "wb") as f:
-        np.savez(
-            f,
-            weights=np.asarray(gm.weights_, np.float64),
-            means=np.asarray(gm.means_, np.float64),
-            covariances=np.asarray(gm.covariances_, np.float64),
-            precisions_cholesky=np.asarray(gm.precisions_cholesky_, np.float64),
-            covariance_type=np.asarray(gm.covariance_type),
-            n_components=np.asarray(int(gm.n_components)),
-            converged=np.asarray(bool(gm.converged_)),
-            n_iter=np.asarray(int(gm.n_iter_)),
-            lower_bound=np.asarray(float(gm.lower_bound_)),
-            feature_names=np.asarray(list(feature_names), dtype=str),
-        )
-    return path
+def write_model(estimator, path) -> Path:
+    """Write the fitted MAP model to ``path`` with :meth:`GaussianMixture.save` (``bayesgmm.load`` reads it)."""
+    estimator.save(path)
+    return Path(path)
 
 
 def _write_posterior(post, path) -> Path:
     """The relabelled posterior as ArviZ netCDF (``arviz.from_netcdf(path)`` reads it back)."""
-    post.idata.to_netcdf(str(path))
+    if hasattr(post, "save"):  # Posterior.save (bayesgmm.io), when available, writes the same netCDF
+        post.save(path)
+    else:
+        post.idata.to_netcdf(str(path))
     return Path(path)
 
 
@@ -803,7 +785,7 @@ def write_outputs(result: RunResult, directory) -> list:
     directory = Path(directory)
     gm = result.fit.estimator
     files = []
-    write_model(gm, directory / MODEL_FILE, result.data.feature_names)
+    write_model(gm, directory / MODEL_FILE)
     files.append(MODEL_FILE)
     for o in result.posteriors:
         name = f"posterior_{o.name}.nc"

@@ -12,7 +12,7 @@ from .estimator import GaussianMixture
 
 __version__ = "0.1.0"
 __all__ = [
-    "GaussianMixture", "GMMParams", "Posterior", "Prior", "compare", "load", "log_posterior",
+    "GaussianMixture", "GMMParams", "Posterior", "Prior", "compare", "load", "load_posterior", "log_posterior",
     "select", "__version__",
 ]
 
@@ -23,7 +23,7 @@ def __getattr__(name):
         from .posterior import Posterior
 
         return Posterior
-    if name in ("load",):  # bayesgmm.io
+    if name in ("load", "load_posterior"):  # bayesgmm.io (load_posterior imports ArviZ)
         from . import io
 
         return getattr(io, name)

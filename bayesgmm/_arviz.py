@@ -55,12 +55,14 @@ __all__ = [
     "information_criterion",
     "loo",
     "param_variables",
+    "read_netcdf",
     "plot_trace",
     "rhat",
     "rhat_ess",
     "summary",
     "to_inference_data",
     "waic",
+    "write_netcdf",
 ]
 
 #: Variables summarised and diagnosed by default.
@@ -431,3 +433,38 @@ def plot_trace(idata, var_names: Sequence[str] = ("weights",), kind: str = "trac
             return az.plot_rank(idata, var_names=var_names, **kwargs)
         return az.plot_trace(idata, var_names=var_names, kind=kind, **kwargs)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# netCDF files (bayesgmm.io)
+# ---------------------------------------------------------------------------------------------
+def write_netcdf(idata, path, extra_groups: Mapping[str, tuple] | None = None):
+    """Write ``idata`` plus extra groups to a netCDF-4 file at ``path`` (engine h5netcdf).
+
+    ``extra_groups`` maps a group name to ``(variables, attrs)``: a dict of numpy arrays (each
+    on its own dims ``<name>_dim<i>``, no coordinates) and a dict of string attributes.
+    ``arviz.from_netcdf(path)`` reads the result as one InferenceData with those groups.
+    """
+    import xarray as xr
+
+    groups = {name: getattr(idata, name) for name in idata.groups()}
+    for name, (variables, attrs) in dict(extra_groups or {}).items():
+        data_vars = {
+            var: ([f"{var}_dim{i}" for i in range(np.ndim(v))], np.asarray(v)) for var, v in variables.items()
+        }
+        groups[name] = xr.Dataset(data_vars, attrs=dict(attrs))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*not .*(valid|supported) .*group", category=UserWarning)
+        az.InferenceData(**groups).to_netcdf(str(path), engine="h5netcdf")
+
+
+def read_netcdf(path):
+    """Read a netCDF file written by :func:`write_netcdf` fully into memory (file closed after).
+
+    Returns ``{group: xarray.Dataset}``. Errors of the netCDF/HDF5 layer propagate (OSError for
+    a file that is not HDF5, or truncated).
+    """
+    with az.rc_context({"data.load": "eager"}), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        idata = az.from_netcdf(str(path), engine="h5netcdf")
+    return {name: getattr(idata, name) for name in idata.groups()}

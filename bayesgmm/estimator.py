@@ -62,6 +62,30 @@ def _padded_rows(n: int, block: int) -> int:
     return -(-n // block) * block
 
 
+def _rollback_on_error(method):
+    """Run ``method``; on any exception (KeyboardInterrupt included) restore the estimator and re-raise.
+
+    The snapshot is shallow (fitting replaces attributes, it never mutates fitted arrays in
+    place); a ``RandomState`` given as ``random_state``, which a fit advances, is restored too.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        snapshot = dict(self.__dict__)
+        rs = self.__dict__.get("random_state")
+        rs_state = rs.get_state() if isinstance(rs, np.random.RandomState) else None
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(snapshot)
+            if rs_state is not None:
+                rs.set_state(rs_state)
+            raise
+
+    return wrapper
+
+
 class GaussianMixture(DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by MAP-EM (default) or maximum-likelihood EM.
 
@@ -215,8 +239,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 out["covariances_init"] = 1.0 / p
         return out
 
+    @_rollback_on_error
     def fit(self, X, y=None, sample_weight=None):
         """Fit the mixture by MAP-EM (or ML-EM when ``prior=None``).
+
+        If the call raises (including ``KeyboardInterrupt``), the estimator is left exactly as
+        it was before the call.
 
         Parameters
         ----------
@@ -234,8 +262,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self._fit(X, sample_weight)
         return self
 
+    @_rollback_on_error
     def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then return the component labels of ``X``, shape (n_samples,)."""
+        """Fit, then return the component labels of ``X``, shape (n_samples,) (rolled back on error)."""
         X = self._fit(X, sample_weight)
         return self._predict_checked(X)
 
@@ -360,14 +389,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     )
     _VI_OPTIONS = ("guide", "num_steps", "learning_rate", "optimizer", "batch_size", "num_samples")
 
+    @_rollback_on_error
     def fit_posterior(
         self, X, method="nuts", *, sample_weight=None, random_state=None, progress_bar=True,
-        relabel="pivot", **options,
+        relabel="pivot", resume=None, **options,
     ):
         """Sample the posterior of the same model (same prior) whose MAP this estimator holds.
 
         The fitted MAP (fitted first if needed) is the starting point of every chain / of the
-        variational guide and the pivot of the relabelling.
+        variational guide and the pivot of the relabelling. If the call raises (including
+        ``KeyboardInterrupt``), the estimator is left exactly as it was before the call.
 
         Parameters
         ----------
@@ -380,6 +411,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         progress_bar : bool, default=True
         relabel : {"pivot", "stephens"} or None, default="pivot"
             How draws are aligned to the MAP labelling before summaries and diagnostics.
+        resume : Posterior, str or os.PathLike, optional
+            Continue a NUTS run instead of starting one: a :class:`~bayesgmm.Posterior` or the
+            path of one saved with :meth:`Posterior.save` (e.g. by another process). Its chains
+            go on for ``num_samples`` more draws from their final state, without a new warm-up
+            (:meth:`Posterior.extend`); ``X`` and ``sample_weight`` must be the run's data, the
+            only other option is ``num_samples``, and the estimator is neither used nor changed
+            (it need not be fitted). Returns the posterior with the old and the new draws.
         **options
             NUTS: ``num_warmup=500``, ``num_samples=500``, ``num_chains=4``,
             ``chain_method="vectorized"``, ``dense_mass=False``, ``target_accept=0.8``,
@@ -397,6 +435,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
         if method not in ("nuts", "vi"):
             raise ValueError(f"method={method!r} is not supported; use 'nuts' or 'vi'.")
+        if resume is not None:
+            return self._resume_posterior(X, method, sample_weight, progress_bar, resume, options)
         allowed = self._NUTS_OPTIONS if method == "nuts" else self._VI_OPTIONS
         unknown = sorted(set(options) - set(allowed))
         if unknown:
@@ -426,6 +466,42 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             result, X, self.params_, sample_weight=w,
             feature_names=None if names is None else list(names), relabel=relabel,
         )
+
+    @staticmethod
+    def _resume_posterior(X, method, sample_weight, progress_bar, resume, options):
+        import os
+
+        from .posterior import Posterior
+
+        if method != "nuts":
+            raise ValueError(f"resume continues a NUTS run; got method={method!r}.")
+        unknown = sorted(set(options) - {"num_samples"})
+        if unknown:
+            raise TypeError(
+                f"fit_posterior(resume=...) only takes num_samples (the sampler settings are the "
+                f"saved run's); got {unknown}."
+            )
+        if isinstance(resume, (str, os.PathLike)):
+            from .io import load_posterior
+
+            resume = load_posterior(resume)
+        if not isinstance(resume, Posterior):
+            raise TypeError(
+                f"resume must be a bayesgmm.Posterior or the path of a saved one, got {type(resume).__name__}."
+            )
+        x = np.asarray(X, np.float64)
+        if x.shape != resume.x.shape or not np.array_equal(x, resume.x):
+            raise ValueError(
+                f"X (shape {x.shape}) is not the data the resumed run was conditioned on (shape "
+                f"{resume.x.shape}); pass the same X to continue the run."
+            )
+        w = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+        same_w = (w is None and resume.sample_weight is None) or (
+            w is not None and resume.sample_weight is not None and np.array_equal(w, resume.sample_weight)
+        )
+        if not same_w:
+            raise ValueError("sample_weight differs from the resumed run's; pass the same weights (or None).")
+        return resume.extend(options.get("num_samples", 500), progress_bar=progress_bar)
 
     @property
     def params_(self) -> GMMParams:

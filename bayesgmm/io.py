@@ -396,3 +396,184 @@ def load(path):
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{os.fspath(path)!r} is a malformed bayesgmm model file ({type(e).__name__}: {e}).") from None
     return est
+
+
+# ---------------------------------------------------------------------------------------------
+# Posterior
+# ---------------------------------------------------------------------------------------------
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_STATE_GROUP = "bayesgmm"
+
+
+def _tree_to_json(v, arrays, prefix):
+    """Run info (nested dicts of scalars, strings and arrays) as JSON; arrays go to ``arrays``."""
+    if isinstance(v, dict):
+        items = []
+        for key, val in v.items():
+            enc = {"tuple": [str(k) for k in key]} if isinstance(key, tuple) else str(key)
+            items.append([enc, _tree_to_json(val, arrays, prefix)])
+        return {"__dict__": items}
+    if v is None or isinstance(v, (bool, str, int, float)):
+        return v
+    if isinstance(v, (np.bool_, np.integer, np.floating)):
+        return v.item()
+    if hasattr(v, "shape") and hasattr(v, "dtype"):
+        name = f"{prefix}{len(arrays)}"
+        arrays[name] = np.asarray(v)
+        return {"__array__": name}
+    if isinstance(v, (list, tuple)):
+        return [_tree_to_json(x, arrays, prefix) for x in v]
+    return {"__repr__": repr(v)}  # not data (e.g. an optimiser object): kept as text only
+
+
+def _tree_from_json(v, arrays):
+    if isinstance(v, dict):
+        if "__dict__" in v:
+            out = {}
+            for enc, val in v["__dict__"]:
+                key = tuple(enc["tuple"]) if isinstance(enc, dict) else enc
+                out[key] = _tree_from_json(val, arrays)
+            return out
+        if "__array__" in v:
+            return arrays[v["__array__"]]
+        if "__repr__" in v:
+            return v["__repr__"]
+    if isinstance(v, list):
+        return [_tree_from_json(x, arrays) for x in v]
+    return v
+
+
+def _posterior_digest_arrays(groups: dict, extra: dict) -> dict:
+    """Every array the checksum covers: ``group/variable`` of each group, feature coordinates, extras."""
+    out = {}
+    for group, ds in groups.items():
+        if group == _STATE_GROUP:
+            continue
+        for var in ds.data_vars:
+            out[f"{group}/{var}"] = ds[var].values
+        for coord in ("feature", "component"):
+            if coord in ds.coords:
+                out[f"{group}/coords/{coord}"] = ds.coords[coord].values
+    for name, v in extra.items():
+        out[f"{_STATE_GROUP}/{name}"] = v
+    return out
+
+
+def save_posterior(post, path):
+    """Write a :class:`~bayesgmm.Posterior` to ``path`` (see :meth:`Posterior.save`)."""
+    from . import _arviz
+    from .infer.sampling import flatten_state
+
+    idata = post.idata
+    arrays: dict = {}
+    _params_arrays("pivot", post.pivot, arrays)
+    sampler = post._sampler
+    sampler_meta = None
+    if sampler.get("prior") is not None:
+        sampler_meta = {"prior": _resolved_prior_to("sampler.prior", sampler["prior"], arrays)}
+        arrays["sampler.shift"] = np.asarray(sampler["shift"])
+        arrays["sampler.scale"] = np.asarray(sampler["scale"])
+    state_meta = None
+    if post.sampler_state is not None:
+        flat = flatten_state(post.sampler_state)
+        for i, leaf in enumerate(flat.leaves):
+            arrays[f"state.{i}"] = leaf
+        state_meta = {"paths": list(flat.paths), "is_key": list(flat.is_key), "key_impl": flat.key_impl}
+    info_json = _tree_to_json(post.info, arrays, "info.")
+    spec = {
+        "method": post.method, "relabel_method": post.relabel_method, "max_iter": int(post.max_iter),
+        "num_warmup": None if post.num_warmup is None else int(post.num_warmup),
+        "covariance_type": post.covariance_type, "feature_names": post.feature_names,
+        "has_sample_weight": post.sample_weight is not None, "info": info_json,
+        "state": state_meta, "sampler": sampler_meta,
+    }
+    spec_json = json.dumps(spec, sort_keys=True, allow_nan=True)
+    groups = {name: getattr(idata, name) for name in idata.groups()}
+    digest = _digest(spec_json, _posterior_digest_arrays(groups, arrays))
+    attrs = {"bayesgmm_header": _header("Posterior", digest), "bayesgmm_spec": spec_json}
+    return _atomic_write(path, lambda tmp: _arviz.write_netcdf(idata, tmp, {_STATE_GROUP: (arrays, attrs)}))
+
+
+def load_posterior(path):
+    """Load a :class:`~bayesgmm.Posterior` saved with :meth:`Posterior.save`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    Posterior
+        With identical draws (relabelled and raw), permutations, sampler statistics, data and
+        weights, so ``summary()``, ``diagnostics()``, ``predict_proba`` and the other summaries
+        are identical; a NUTS posterior keeps its sampler state and can be :meth:`extended
+        <Posterior.extend>`.
+
+    Raises
+    ------
+    OSError
+        The file cannot be opened.
+    ValueError
+        The file is not a bayesgmm posterior, is truncated, fails its checksum or was written by
+        a newer file format version.
+    """
+    from . import _arviz
+    from .infer.sampling import FlatState
+    from .posterior import Posterior
+
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        magic = f.read(8)
+    if magic != _HDF5_SIGNATURE:
+        hint = " (it looks like a model saved with GaussianMixture.save: use bayesgmm.load)" if magic[:4] == b"PK\x03\x04" else ""
+        raise ValueError(
+            f"{path!r} is not a bayesgmm posterior file: it is not a netCDF-4 file (one written by "
+            f"Posterior.save){hint}."
+        )
+    try:
+        groups = _arviz.read_netcdf(path)
+    except Exception as e:  # h5py / xarray raise OSError, ValueError, KeyError, RuntimeError, ...
+        raise ValueError(f"{path!r} is truncated or corrupted ({type(e).__name__}: {e}); re-save it.") from None
+    state = groups.pop(_STATE_GROUP, None)
+    if state is None or "bayesgmm_header" not in state.attrs:
+        raise ValueError(f"{path!r} is a netCDF file but not a bayesgmm posterior (no bayesgmm group).")
+    header = _check_header(path, state.attrs["bayesgmm_header"], "Posterior")
+    spec_json = str(state.attrs.get("bayesgmm_spec", ""))
+    arrays = {name: state[name].values for name in state.data_vars}
+    _check_digest(path, header, spec_json, _posterior_digest_arrays(groups, arrays))
+    try:
+        from .core.params import GMMParams
+
+        spec = json.loads(spec_json)
+        ct = spec["covariance_type"]
+
+        def params_of(ds):
+            return GMMParams(
+                weights=ds["weights"].values, means=ds["means"].values, scales=ds["scales"].values,
+                corr_chol=ds["corr_chol"].values if "corr_chol" in ds else None, covariance_type=ct,
+            )
+
+        raw_group = groups["unrelabelled_posterior"]
+        sampler = {"prior": None, "shift": None, "scale": None}
+        if spec["sampler"] is not None:
+            sampler = {"prior": _resolved_prior_from("sampler.prior", spec["sampler"]["prior"], arrays),
+                       "shift": arrays["sampler.shift"], "scale": arrays["sampler.scale"]}
+        sampler_state = None
+        if spec["state"] is not None:
+            meta = spec["state"]
+            sampler_state = FlatState(tuple(meta["paths"]), tuple(arrays[f"state.{i}"] for i in range(len(meta["paths"]))),
+                                      tuple(bool(k) for k in meta["is_key"]), meta["key_impl"])
+        stats = groups.get("sample_stats")
+        return Posterior._restore(
+            raw_draws=params_of(raw_group), draws=params_of(groups["posterior"]),
+            permutations=raw_group["permutation"].values, x=groups["observed_data"]["obs"].values,
+            pivot=_params_from_arrays("pivot", ct, arrays),
+            sample_weight=groups["constant_data"]["sample_weight"].values if spec["has_sample_weight"] else None,
+            feature_names=spec["feature_names"], method=spec["method"],
+            info=_tree_from_json(spec["info"], arrays), num_warmup=spec["num_warmup"],
+            sample_stats={} if stats is None else {name: stats[name].values for name in stats.data_vars},
+            relabel_method=spec["relabel_method"], max_iter=spec["max_iter"],
+            sampler_state=sampler_state, sampler=sampler,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path!r} is a malformed bayesgmm posterior file ({type(e).__name__}: {e}).") from None

@@ -126,6 +126,24 @@ def test_log_density_at_prior_draws(ct):
         _assert_close(lp, _core_lp(params, x, prior))
 
 
+@pytest.mark.parametrize("ct", ["full", "spherical"])  # the weighted sum is shared; the defaults differ
+def test_integer_weights_equal_repeated_rows_in_the_model(ct):
+    """The model NUTS and VI run: integer weights give the log density of the repeated rows."""
+    with jax.enable_x64(True):
+        x = _data(2, seed=3)
+        w = np.random.default_rng(4).integers(0, 4, size=N)
+        xr = np.repeat(x, w, axis=0)
+        prior_w = resolve_prior(Prior(), x, K, ct, sample_weight=w)
+        prior_r = resolve_prior(Prior(), xr, K, ct)
+        for field in ("mean_loc", "mean_scale", "scale_scale"):  # the data-derived defaults agree
+            np.testing.assert_allclose(getattr(prior_w, field), getattr(prior_r, field), rtol=1e-12)
+        params = _random_params(ct, 2, 5, n=4)
+        lp_w = _model_lp(params, **_kwargs(x, prior_w, ct, sample_weight=w.astype(float)))
+        lp_r = _model_lp(params, **_kwargs(xr, prior_w, ct))
+        np.testing.assert_allclose(lp_w, lp_r, rtol=1e-12)
+        assert np.all(np.abs(lp_w - _model_lp(params, **_kwargs(x, prior_w, ct))) > 1e-3)
+
+
 @pytest.mark.parametrize("ct", COVARIANCE_TYPES)
 @pytest.mark.parametrize("d", [1, 3])
 def test_log_density_with_sample_weight(ct, d):

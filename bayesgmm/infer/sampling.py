@@ -21,6 +21,7 @@ import collections
 import dataclasses
 import math
 import time
+import types
 from functools import partial
 from typing import Any
 
@@ -49,7 +50,7 @@ from ..models.gmm import gmm_model, params_from_sample, sample_from_params
 from ._standardize import from_std, log_jacobian, standardisation, to_std
 from .map_em import default_dtype
 
-__all__ = ["SamplerResult", "run_nuts", "run_svi", "CHAIN_METHODS", "GUIDES"]
+__all__ = ["SamplerResult", "FlatState", "run_nuts", "extend_nuts", "flatten_state", "run_svi", "CHAIN_METHODS", "GUIDES"]
 
 CHAIN_METHODS = ("vectorized", "parallel", "sequential")
 
@@ -101,6 +102,10 @@ class SamplerResult:
         The prior in data units.
     shift, scale : ndarray of shape (n_features,)
         The standardisation ``(x - shift) / scale`` the sampler ran in.
+    state : numpyro HMCState or None
+        NUTS only: the final sampler state of every chain (leading axis ``chain``; position,
+        gradient, adapted step size and inverse mass matrix, PRNG keys), from which
+        :func:`extend_nuts` continues the chains. None for VI.
     """
 
     draws: GMMParams
@@ -113,6 +118,7 @@ class SamplerResult:
     prior: ResolvedPrior | None = None
     shift: np.ndarray = dataclasses.field(repr=False, default=None)
     scale: np.ndarray = dataclasses.field(repr=False, default=None)
+    state: Any = dataclasses.field(repr=False, default=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,12 +180,18 @@ def _prepare(x, n_components, covariance_type, prior, init, sample_weight, calle
         init = _permute_components(init, np.argsort(init.means[:, 0], kind="stable"))
     wts = np.maximum(init.weights, _MIN_INIT_WEIGHT)
     init = init.replace(weights=wts / wts.sum())
-    init_z = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), to_std(init, shift, scale))
-    sites = sample_from_params(init_z, ordered_means=prior.ordered_means)
-    if d == 1:
-        sites.pop("corr_chol", None)  # a deterministic site for D == 1
+    sites = _std_sites(init, shift, scale, dtype, prior.ordered_means)
     return _Problem(z, w, zprior, rprior, shift, scale, float(w64.sum()), sites, k, d,
                     covariance_type, dtype)
+
+
+def _std_sites(params: GMMParams, shift, scale, dtype, ordered_means) -> dict:
+    """Constrained site values of ``params`` (data units, no batch axes) in standardised units."""
+    init_z = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), to_std(params, shift, scale))
+    sites = sample_from_params(init_z, ordered_means=ordered_means)
+    if params.means.shape[-1] == 1:
+        sites.pop("corr_chol", None)  # a deterministic site for D == 1
+    return sites
 
 
 def _check_init(init, k, d, covariance_type) -> GMMParams:
@@ -247,19 +259,14 @@ _NUTS_CACHE: collections.OrderedDict = collections.OrderedDict()
 _NUTS_CACHE_SIZE = 16
 
 
-def _compile_nuts(cfg, transforms, clock, progress_bar, args):
-    """Compile ``execute(init_sites, rng_key, jitter, data, shift, scale)`` for ``args``.
+def _nuts_parts(cfg, transforms):
+    """The NUTS pieces shared by a fresh run (:func:`_compile_nuts`) and a continuation.
 
-    ``execute`` returns ``(last_state, initial_pe, draws, lp_std, stats)`` with chains on the
-    leading axis: ``draws`` a GMMParams in data units ``(chain, draw, ...)``, ``lp_std`` the log
-    posterior in standardised units and ``stats`` ``(energy, n_steps, accept_prob, diverging,
-    step_size)``, each ``(chain, draw)``.
-
-    One loop runs warm-up and sampling (the NUTS kernel is compiled once) and writes the
-    post-warm-up draws into a buffer of ``num_samples``; an ``io_callback`` appends the host time
-    at which each chain (or the vectorized group of chains) ends warm-up and sampling to
-    ``clock``, which splits the run time (:func:`_split_times`). ``cfg`` holds everything static
-    (model structure, sampler settings); data, prior values, the start and the jitter are traced.
+    Returns a namespace with ``starts``, ``init_one`` (one chain), ``init_b`` / ``step`` (batched
+    over chains when vectorized, else one chain), ``stats_of`` (what is recorded per draw) and
+    ``finish`` (recorded buffer -> draws in data units, standardised log posterior, stats).
+    ``init_one`` must be traced in every program that calls ``step``: NumPyro's ``init_kernel``
+    sets the warm-up length and adaptation closures that ``sample_kernel`` reads.
     """
     (k, ct, num_chains, chain_method, num_warmup, num_samples, dense_mass, target_accept,
      max_tree_depth) = cfg
@@ -300,6 +307,40 @@ def _compile_nuts(cfg, transforms, clock, progress_bar, args):
     def stats_of(s):
         return (s.z, s.potential_energy, s.energy, s.num_steps, s.accept_prob, s.diverging,
                 s.adapt_state.step_size)
+
+    def finish(buf, shift, scale):
+        zs, pe, *rest = buf
+        sites, ladj = jax.vmap(jax.vmap(lambda u: _constrain(transforms, u)))(zs)
+        draws = from_std(params_from_sample(sites, ct), shift, scale)
+        # -potential energy is the log joint in the unconstrained space; removing the
+        # transforms' Jacobian gives the density of the natural parameters
+        return draws, -pe - ladj, tuple(rest)
+
+    return types.SimpleNamespace(
+        starts=starts, init_one=init_one, init_b=init_b, step=step, stats_of=stats_of,
+        finish=finish, vectorized=vectorized,
+    )
+
+
+def _compile_nuts(cfg, transforms, clock, progress_bar, args):
+    """Compile ``execute(init_sites, rng_key, jitter, data, shift, scale)`` for ``args``.
+
+    ``execute`` returns ``(last_state, initial_pe, draws, lp_std, stats)`` with chains on the
+    leading axis: ``draws`` a GMMParams in data units ``(chain, draw, ...)``, ``lp_std`` the log
+    posterior in standardised units and ``stats`` ``(energy, n_steps, accept_prob, diverging,
+    step_size)``, each ``(chain, draw)``.
+
+    One loop runs warm-up and sampling (the NUTS kernel is compiled once) and writes the
+    post-warm-up draws into a buffer of ``num_samples``; an ``io_callback`` appends the host time
+    at which each chain (or the vectorized group of chains) ends warm-up and sampling to
+    ``clock``, which splits the run time (:func:`_split_times`). ``cfg`` holds everything static
+    (model structure, sampler settings); data, prior values, the start and the jitter are traced.
+    """
+    (k, ct, num_chains, chain_method, num_warmup, num_samples, dense_mass, target_accept,
+     max_tree_depth) = cfg
+    parts = _nuts_parts(cfg, transforms)
+    vectorized, init_b, step, stats_of = parts.vectorized, parts.init_b, parts.step, parts.stats_of
+    starts, finish = parts.starts, parts.finish
 
     def stamp(tag, dep):
         def record(_):
@@ -345,14 +386,6 @@ def _compile_nuts(cfg, transforms, clock, progress_bar, args):
             buf = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), buf)
         return state, pe0, buf
 
-    def finish(buf, shift, scale):
-        zs, pe, *rest = buf
-        sites, ladj = jax.vmap(jax.vmap(lambda u: _constrain(transforms, u)))(zs)
-        draws = from_std(params_from_sample(sites, ct), shift, scale)
-        # -potential energy is the log joint in the unconstrained space; removing the
-        # transforms' Jacobian gives the density of the natural parameters
-        return draws, -pe - ladj, tuple(rest)
-
     if chain_method == "parallel":
         prep = jax.jit(starts).lower(*args[:3]).compile()
         z0, keys = jax.eval_shape(starts, *args[:3])
@@ -375,6 +408,56 @@ def _compile_nuts(cfg, transforms, clock, progress_bar, args):
         else:
             state, pe0, buf = jax.lax.map(lambda a: run_chain(a[0], a[1], data), (z0, keys))
         return (state, pe0, *finish(buf, shift, scale))
+
+    return jax.jit(program).lower(*args).compile()
+
+
+def _compile_nuts_extend(cfg, transforms, progress_bar, args):
+    """Compile ``execute(state, data, shift, scale)``: ``num_samples`` more NUTS transitions.
+
+    Continues every chain from its final ``state`` (a NumPyro ``HMCState`` with a leading chain
+    axis) with the adapted step size and mass matrix; ``state.i >= num_warmup``, so the kernel
+    does not adapt. Each transition is the kernel of :func:`_compile_nuts` applied to the same
+    state with the same PRNG key, so the draws continue a chain exactly as a longer run would.
+    Returns ``(last_state, draws, lp_std, stats)`` as :func:`_compile_nuts` does.
+    """
+    num_chains, chain_method, num_samples = cfg[2], cfg[3], cfg[5]
+    parts = _nuts_parts(cfg, transforms)
+
+    def run_chain(state, data):
+        # NumPyro's init_kernel sets the warm-up length and the adaptation closures that
+        # sample_kernel reads; its result is unused and compiled away
+        parts.init_b(state.z, state.rng_key, data)
+        buf = jax.tree_util.tree_map(
+            lambda a: jnp.zeros((num_samples,) + a.shape, a.dtype), parts.stats_of(state)
+        )
+
+        def body(i, carry):
+            s, buf = carry
+            s = parts.step(s, data)
+            buf = jax.tree_util.tree_map(
+                lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v, i, 0), buf, parts.stats_of(s)
+            )
+            return s, buf
+
+        if progress_bar:
+            from numpyro.util import progress_bar_factory
+
+            bars = 1 if parts.vectorized else num_chains
+            pbody = progress_bar_factory(num_samples, bars, max(1, num_samples // 20))(body)
+            (state, buf), _ = jax.lax.fori_loop(0, num_samples, pbody, ((state, buf), -1))
+        else:
+            state, buf = jax.lax.fori_loop(0, num_samples, body, (state, buf))
+        if parts.vectorized:
+            buf = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), buf)
+        return state, buf
+
+    def program(state, data, shift, scale):
+        if parts.vectorized:
+            state, buf = run_chain(state, data)
+        else:  # sequential and parallel runs continue chain by chain
+            state, buf = jax.lax.map(lambda s: run_chain(s, data), state)
+        return (state, *parts.finish(buf, shift, scale))
 
     return jax.jit(program).lower(*args).compile()
 
@@ -546,21 +629,8 @@ def run_nuts(
 
     t0 = time.perf_counter()
     draws = jax.tree_util.tree_map(np.asarray, draws)
-    offset = log_jacobian(draws[0, 0], problem.scale, problem.total_weight, True)
-    lp = np.asarray(lp_std, np.float64) + offset
-    n_steps = np.asarray(n_steps)
-    sample_stats = {
-        "lp": lp,
-        "diverging": np.asarray(diverging, bool),
-        "energy": np.asarray(energy),
-        # a tree of depth j has between 2**(j-1) and 2**j - 1 leapfrog steps
-        "tree_depth": np.floor(np.log2(np.maximum(n_steps, 1))).astype(np.int64) + 1,
-        "n_steps": n_steps,
-        "step_size": np.asarray(step_size),
-        "acceptance_rate": np.asarray(accept),
-    }
-    _check_finite_draws(draws, lp, "NUTS", "raise target_accept (e.g. 0.95), use a stronger prior "
-                        "or fewer components")
+    sample_stats = _nuts_stats(draws, lp_std, energy, n_steps, accept, diverging, step_size,
+                               problem.scale, problem.total_weight)
     t_post = time.perf_counter() - t0
     info = {
         "compile_seconds": t_compile,
@@ -590,7 +660,201 @@ def run_nuts(
         prior=problem.rprior,
         shift=problem.shift,
         scale=problem.scale,
+        state=last_state,
     )
+
+
+class FlatState(collections.namedtuple("FlatState", "paths leaves is_key key_impl")):
+    """A NUTS sampler state as plain arrays (for saving): leaf paths, leaves, which leaves are keys.
+
+    ``leaves`` are numpy arrays in the flattening order of NumPyro's ``HMCState``; PRNG key
+    leaves are stored as their ``uint32`` key data with the key implementation's name.
+    :func:`extend_nuts` accepts a ``FlatState`` as ``result.state``.
+    """
+
+
+def flatten_state(state) -> FlatState:
+    """The :class:`FlatState` of a NUTS state pytree (or the argument, if already flat)."""
+    if isinstance(state, FlatState):
+        return state
+    flat, _ = jax.tree_util.tree_flatten_with_path(state)
+    paths, leaves, is_key, impl = [], [], [], ""
+    for path, leaf in flat:
+        paths.append(jax.tree_util.keystr(path))
+        key = jax.dtypes.issubdtype(jnp.result_type(leaf), jax.dtypes.prng_key)
+        if key:
+            impl = str(jax.random.key_impl(leaf))
+            leaf = jax.random.key_data(leaf)
+        leaves.append(np.asarray(leaf))
+        is_key.append(bool(key))
+    return FlatState(tuple(paths), tuple(leaves), tuple(is_key), impl)
+
+
+def unflatten_state(flat: FlatState, cfg, transforms, data):
+    """Rebuild the ``HMCState`` pytree of ``flat`` from NumPyro's structure for this problem."""
+    num_chains = cfg[2]
+    parts = _nuts_parts(cfg, transforms)
+    z0 = {name: jnp.zeros((num_chains,) + tuple(np.shape(flat.leaves[flat.paths.index(f".z['{name}']")]))[1:],
+                          jnp.result_type(data["x"]))
+          for name in transforms}
+    keys = jax.random.split(jax.random.key(0), num_chains)
+    template = jax.eval_shape(jax.vmap(parts.init_one, in_axes=(0, 0, None)), z0, keys, data)
+    tflat, treedef = jax.tree_util.tree_flatten_with_path(template)
+    paths = tuple(jax.tree_util.keystr(p) for p, _ in tflat)
+    if paths != tuple(flat.paths):
+        raise ValueError(
+            "the saved NUTS state does not have the structure this NumPyro version uses "
+            f"(saved leaves {list(flat.paths)}, expected {list(paths)}); it cannot be extended."
+        )
+    leaves = []
+    for (_, t), leaf, key in zip(tflat, flat.leaves, flat.is_key):
+        leaf = jax.random.wrap_key_data(jnp.asarray(leaf), impl=flat.key_impl) if key else jnp.asarray(leaf)
+        if tuple(leaf.shape) != tuple(t.shape) or leaf.dtype != t.dtype:
+            raise ValueError(
+                f"the saved NUTS state has a leaf of shape {leaf.shape} and dtype {leaf.dtype} where "
+                f"{t.shape} {t.dtype} is expected; it cannot be extended."
+            )
+        leaves.append(leaf)
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _extension_setup(result, x, sample_weight, num_samples):
+    """Static configuration, site transforms and traced data of a run to be continued."""
+    draws = result.draws
+    ct = draws.covariance_type
+    k, d = int(draws.means.shape[-2]), int(draws.means.shape[-1])
+    x64 = np.asarray(x, dtype=np.float64)
+    if x64.ndim != 2 or x64.shape[1] != d:
+        raise ValueError(f"x must have shape (n_samples, {d}) like the run's data, got {x64.shape}.")
+    if not np.all(np.isfinite(x64)):
+        raise ValueError("x contains NaN or infinite values; remove or impute them first.")
+    dtype = default_dtype()
+    w64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+    if w64 is not None and w64.shape != (x64.shape[0],):
+        raise ValueError(f"sample_weight must have shape ({x64.shape[0]},), got {w64.shape}.")
+    shift, scale = np.asarray(result.shift, np.float64), np.asarray(result.scale, np.float64)
+    rprior = result.prior
+    zprior = rprior.affine(jnp.asarray(shift, dtype), jnp.asarray(scale, dtype))
+    z = jnp.asarray((x64 - shift) / scale, dtype)
+    w = None if w64 is None else jnp.asarray(w64, dtype)
+    total_weight = float(x64.shape[0] if w64 is None else w64.sum())
+    last = jax.tree_util.tree_map(lambda a: np.asarray(a[0, -1], np.float64), draws)
+    sites = _std_sites(last, shift, scale, dtype, rprior.ordered_means)
+    problem = types.SimpleNamespace(k=k, d=d, covariance_type=ct, init_sites=sites, zprior=zprior)
+    transforms = _site_transforms(problem)
+    info = dict(result.info)
+    cfg = (k, ct, int(result.num_chains), info.get("chain_method", "vectorized"), int(result.num_warmup),
+           num_samples, bool(info.get("dense_mass", False)), float(info.get("target_accept", 0.8)),
+           int(info.get("max_tree_depth", 10)))
+    data = {"x": z, "prior": zprior, "sample_weight": w}
+    return cfg, transforms, data, shift, scale, total_weight
+
+
+def extend_nuts(
+    result: SamplerResult, x, *, sample_weight=None, num_samples: int = 500, progress_bar: bool = False,
+) -> SamplerResult:
+    """Continue the chains of a NUTS run for ``num_samples`` more draws, without a new warm-up.
+
+    Every chain restarts from its final state in ``result.state`` with the step size and mass
+    matrix adapted in the original warm-up. On CPU the continuation is exact: a run of
+    ``num_warmup`` + ``S1`` draws extended by ``S2`` gives bit-identical draws and statistics to
+    one run of ``num_warmup`` + ``S1 + S2`` draws with the same key (both apply the same compiled
+    transition to the same state and PRNG key).
+
+    Parameters
+    ----------
+    result : SamplerResult
+        A NUTS result with ``state`` (from :func:`run_nuts`, an earlier ``extend_nuts``, or a
+        loaded :class:`~bayesgmm.Posterior`).
+    x : array-like of shape (n_samples, n_features)
+        The same data the run was conditioned on.
+    sample_weight : array-like of shape (n_samples,), optional
+        The same weights as the run (None if it had none).
+    num_samples : int, default=500
+        Additional draws per chain.
+    progress_bar : bool, default=False
+
+    Returns
+    -------
+    SamplerResult
+        The new draws only (``num_samples`` per chain), their statistics and the new final
+        ``state``; ``num_warmup`` is the original one.
+    """
+    if getattr(result, "method", None) != "nuts" or getattr(result, "state", None) is None:
+        raise ValueError(
+            "only a NUTS run with its final sampler state can be extended (VI draws are "
+            "independent: draw more from the fit instead, or run NUTS)."
+        )
+    num_samples = _check_int("num_samples", num_samples, 1)
+    t_start = time.perf_counter()
+    cfg, transforms, data, shift, scale, total_weight = _extension_setup(result, x, sample_weight, num_samples)
+    dtype = default_dtype()
+    state = result.state
+    if isinstance(state, FlatState):
+        state = unflatten_state(state, cfg, transforms, data)
+    state = jax.tree_util.tree_map(jnp.asarray, state)
+    state_dtype = jnp.result_type(state.potential_energy)
+    if state_dtype != dtype:
+        raise ValueError(
+            f"the run was sampled in {np.dtype(state_dtype).name} but JAX now computes in "
+            f"{np.dtype(dtype).name}; extend it with the same setting of jax_enable_x64."
+        )
+    info = dict(result.info)
+    rprior = result.prior
+    args = (state, data, jnp.asarray(shift, dtype), jnp.asarray(scale, dtype))
+    cache_key = (("extend",) + cfg, _avals(args))
+    cache_hit = (not progress_bar) and cache_key in _NUTS_CACHE
+    t0 = time.perf_counter()
+    if cache_hit:
+        _NUTS_CACHE.move_to_end(cache_key)
+        execute = _NUTS_CACHE[cache_key][0]
+    else:
+        execute = _compile_nuts_extend(cfg, transforms, progress_bar, args)
+        if not progress_bar:
+            _NUTS_CACHE[cache_key] = (execute, None)
+            while len(_NUTS_CACHE) > _NUTS_CACHE_SIZE:
+                _NUTS_CACHE.popitem(last=False)
+    t_compile = time.perf_counter() - t0
+    t_call = time.perf_counter()
+    last_state, new_draws, lp_std, (energy, n_steps, accept, diverging, step_size) = (
+        jax.block_until_ready(execute(*args))
+    )
+    t_sample = time.perf_counter() - t_call
+    t0 = time.perf_counter()
+    new_draws = jax.tree_util.tree_map(np.asarray, new_draws)
+    sample_stats = _nuts_stats(new_draws, lp_std, energy, n_steps, accept, diverging, step_size,
+                               scale, total_weight)
+    t_post = time.perf_counter() - t0
+    info.update(
+        compile_seconds=t_compile, warmup_seconds=0.0, sampling_seconds=t_sample,
+        postprocess_seconds=t_post, total_seconds=time.perf_counter() - t_start,
+        cache_hit=bool(cache_hit), n_divergent=int(sample_stats["diverging"].sum()),
+    )
+    return SamplerResult(
+        draws=new_draws, sample_stats=sample_stats, method="nuts", info=info,
+        num_warmup=int(result.num_warmup), num_samples=num_samples, num_chains=cfg[2],
+        prior=rprior, shift=shift, scale=scale, state=last_state,
+    )
+
+
+def _nuts_stats(draws, lp_std, energy, n_steps, accept, diverging, step_size, scale, total_weight):
+    """``sample_stats`` of NUTS draws (data units), after checking that they are finite."""
+    offset = log_jacobian(draws[0, 0], scale, total_weight, True)
+    lp = np.asarray(lp_std, np.float64) + offset
+    n_steps = np.asarray(n_steps)
+    sample_stats = {
+        "lp": lp,
+        "diverging": np.asarray(diverging, bool),
+        "energy": np.asarray(energy),
+        # a tree of depth j has between 2**(j-1) and 2**j - 1 leapfrog steps
+        "tree_depth": np.floor(np.log2(np.maximum(n_steps, 1))).astype(np.int64) + 1,
+        "n_steps": n_steps,
+        "step_size": np.asarray(step_size),
+        "acceptance_rate": np.asarray(accept),
+    }
+    _check_finite_draws(draws, lp, "NUTS", "raise target_accept (e.g. 0.95), use a stronger prior "
+                        "or fewer components")
+    return sample_stats
 
 
 def _to_data_units(draws_z: GMMParams, problem: _Problem) -> GMMParams:

@@ -142,6 +142,10 @@ class Posterior:
             name: np.asarray(v) for name, v in dict(getattr(result, "sample_stats", None) or {}).items()
         }
         self.relabel_method = relabel
+        self.max_iter = max_iter
+        # what extend() needs to continue a NUTS run (None for VI or a result without state)
+        self.sampler_state = getattr(result, "state", None)
+        self._sampler = {name: getattr(result, name, None) for name in ("prior", "shift", "scale")}
         if relabel is None:
             k = raw.n_components
             self.permutations = np.broadcast_to(np.arange(k), raw.weights.shape).copy()
@@ -472,6 +476,115 @@ class Posterior:
         return anomaly_probability(self, X, percentile, return_thresholds=return_thresholds)
 
     # -- long runs and persistence (logic in bayesgmm.infer.sampling and bayesgmm.io) --------------
+    def extend(self, num_samples: int = 500, *, progress_bar: bool = False, warn: bool = True) -> "Posterior":
+        """Continue the NUTS chains for ``num_samples`` more draws each, without a new warm-up.
+
+        Each chain restarts from its final state with the step size and mass matrix adapted in
+        the original warm-up (:func:`bayesgmm.infer.sampling.extend_nuts`). On CPU the result is
+        bit-identical to a single run with ``num_samples`` more draws and the same seed. Works on
+        a posterior loaded with :func:`bayesgmm.load_posterior` (in a new process too).
+
+        Parameters
+        ----------
+        num_samples : int, default=500
+            Additional draws per chain.
+        progress_bar : bool, default=False
+        warn : bool, default=True
+            Emit :class:`PosteriorWarning` for the diagnostics of the combined draws.
+
+        Returns
+        -------
+        Posterior
+            A new posterior holding the old and the new draws (``num_samples`` grows; the
+            relabelling is redone on all draws); this one is unchanged.
+        """
+        from ..infer.sampling import SamplerResult, extend_nuts
+
+        if self.method != "nuts" or self.sampler_state is None or self._sampler["prior"] is None:
+            raise ValueError(
+                "only a NUTS posterior that kept its sampler state can be extended (this one has "
+                f"method={self.method!r}"
+                + ("" if self.sampler_state is not None else " and no sampler state")
+                + "); run fit_posterior(X, method='nuts', ...) or load one saved with Posterior.save."
+            )
+        run = SamplerResult(
+            draws=self.raw_draws, sample_stats=self.sample_stats, method="nuts", info=self.info,
+            num_warmup=self.num_warmup, num_samples=self.num_samples, num_chains=self.num_chains,
+            state=self.sampler_state, **self._sampler,
+        )
+        new = extend_nuts(run, self.x, sample_weight=self.sample_weight, num_samples=num_samples,
+                          progress_bar=progress_bar)
+        cat = lambda a, b: np.concatenate([np.asarray(a), np.asarray(b, np.asarray(a).dtype)], axis=1)  # noqa: E731
+        draws = GMMParams(
+            weights=cat(self.raw_draws.weights, new.draws.weights),
+            means=cat(self.raw_draws.means, new.draws.means),
+            scales=cat(self.raw_draws.scales, new.draws.scales),
+            corr_chol=None if self.raw_draws.corr_chol is None else cat(self.raw_draws.corr_chol, new.draws.corr_chol),
+            covariance_type=self.covariance_type,
+        )
+        stats = {name: cat(v, new.sample_stats[name]) for name, v in self.sample_stats.items() if name in new.sample_stats}
+        info = dict(self.info)
+        for key in ("compile_seconds", "sampling_seconds", "postprocess_seconds", "total_seconds"):
+            info[key] = float(info.get(key, 0.0)) + float(new.info[key])
+        info["cache_hit"] = new.info["cache_hit"]
+        info["n_divergent"] = int(np.sum(stats["diverging"])) if "diverging" in stats else 0
+        combined = SamplerResult(
+            draws=draws, sample_stats=stats, method="nuts", info=info, num_warmup=self.num_warmup,
+            num_samples=self.num_samples + new.num_samples, num_chains=self.num_chains,
+            prior=new.prior, shift=new.shift, scale=new.scale, state=new.state,
+        )
+        return Posterior(
+            combined, self.x, self.pivot, sample_weight=self.sample_weight, feature_names=self.feature_names,
+            relabel=self.relabel_method, max_iter=self.max_iter, warn=warn,
+        )
+
+    def save(self, path):
+        """Save the posterior to ``path``: a netCDF-4 file that ArviZ opens, plus what extend needs.
+
+        The file holds the groups of :attr:`idata` (relabelled and raw draws, permutations,
+        sampler statistics, pointwise log-likelihood, the data and weights) and a ``bayesgmm``
+        group with the MAP pivot, the final NUTS sampler state, the run info and a JSON spec with
+        a format version and a SHA-256 checksum (see :mod:`bayesgmm.io`). No pickle. Load it
+        with :func:`bayesgmm.load_posterior`; ``arviz.from_netcdf(path)`` reads it too.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        str
+            The path written (written to a temporary file in the same folder, then moved).
+        """
+        from ..io import save_posterior
+
+        return save_posterior(self, path)
+
+    @classmethod
+    def _restore(cls, *, raw_draws, draws, permutations, x, pivot, sample_weight, feature_names, method,
+                 info, num_warmup, sample_stats, relabel_method, max_iter, sampler_state, sampler):
+        """A Posterior from saved parts, without relabelling again (used by bayesgmm.io)."""
+        self = cls.__new__(cls)
+        self.x = x
+        self.feature_names = feature_names
+        self.sample_weight = sample_weight
+        self.raw_draws = raw_draws
+        self.pivot = pivot
+        self.method = method
+        self.info = info
+        self.num_chains, self.num_samples = (int(n) for n in raw_draws.means.shape[:2])
+        self.num_warmup = num_warmup
+        self.sample_stats = sample_stats
+        self.relabel_method = relabel_method
+        self.max_iter = max_iter
+        self.sampler_state = sampler_state
+        self._sampler = sampler
+        self.permutations = permutations
+        self.draws = draws
+        self._shift, self._scale = standardisation(self.x, raw_draws.covariance_type, self.sample_weight)
+        self._diagnostics = self._compute_diagnostics()
+        return self
+
     # -- display ------------------------------------------------------------------------------------
     def __repr__(self) -> str:
         d = self._diagnostics

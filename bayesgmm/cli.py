@@ -599,11 +599,9 @@ def write_model(estimator, path) -> Path:
 
 
 def _write_posterior(post, path) -> Path:
-    """The relabelled posterior as ArviZ netCDF (``arviz.from_netcdf(path)`` reads it back)."""
-    if hasattr(post, "save"):  # Posterior.save (bayesgmm.io), when available, writes the same netCDF
-        post.save(path)
-    else:
-        post.idata.to_netcdf(str(path))
+    """The posterior with :meth:`Posterior.save`: netCDF-4 that ``arviz.from_netcdf`` opens and
+    ``bayesgmm.load_posterior`` restores (NUTS runs can be extended from it)."""
+    post.save(path)
     return Path(path)
 
 
@@ -977,6 +975,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     progress = not args.quiet
     target = staging = None
     if not args.no_report:
+        try:
+            import matplotlib  # noqa: F401 -- the report's figures
+        except ImportError:
+            raise CLIError("the report needs matplotlib: pip install matplotlib, or pass --no-report") from None
         target, staging = _prepare_out(args.out)
     try:
         result = _run(args, data, progress)

@@ -334,6 +334,8 @@ def test_report_html_is_self_contained_with_tables_and_images(report_run):
 def test_summary_csv_and_netcdf_agree_and_recover_old_faithful(report_run):
     import arviz as az
 
+    import bayesgmm
+
     out, status, _, stderr = report_run
     assert status == 0, stderr
     table = _read_csv(out / "summary.csv")
@@ -349,6 +351,8 @@ def test_summary_csv_and_netcdf_agree_and_recover_old_faithful(report_run):
         w = post.weights.values.reshape(-1, 2).mean(axis=0)
         csv_w = sorted(float(table[f"weights[{k}]"][f"{name}_mean"]) for k in (0, 1))
         assert sorted(w) == pytest.approx(csv_w, rel=1e-6)
+        restored = bayesgmm.load_posterior(out / f"posterior_{name}.nc")
+        assert np.array_equal(np.asarray(restored.draws.weights), post.weights.values)
         mean_sd = post.weights.values.reshape(-1, 2).std(axis=0, ddof=1)
         truth = FAITHFUL_CLUSTERS["weights"]
         assert sorted(w) == pytest.approx(truth, abs=4 * float(mean_sd.max()))

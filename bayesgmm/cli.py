@@ -645,6 +645,9 @@ class RunResult:
         out = list(self.selection_notes) + list(self.fit.notes)
         for o in self.posteriors:
             out += [f"{o.name}: {n}" for n in o.notes]
+        if any(word in n for n in out for word in ("num_samples", "num_warmup", "num_chains")):
+            out.append("on the command line, num_samples, num_warmup and num_chains are --samples, --warmup "
+                       "and --chains")
         return list(dict.fromkeys(out))
 
 

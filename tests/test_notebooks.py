@@ -1,0 +1,106 @@
+"""Every research notebook in ``notebooks/`` runs without errors, in fast mode, and its key numbers hold.
+
+Each notebook reads ``BAYESGMM_NOTEBOOK_FAST=1`` (less data, fewer draws and steps, smaller grids;
+the same code paths) and ends with a cell printing ``BAYESGMM_RESULTS {json}``: the numbers its
+text relies on, which are checked here against the truth or an independent computation.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat", reason="the notebook tests need the 'test' extra (nbformat)")
+nbclient = pytest.importorskip("nbclient", reason="the notebook tests need the 'test' extra (nbclient)")
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+MARKER = "BAYESGMM_RESULTS "
+TIMEOUT_S = 600  # per cell; a fast-mode notebook takes well under a minute
+
+
+def execute(name, monkeypatch, out_dir=None):
+    """Run ``notebooks/name`` in a fresh python3 kernel in fast mode; return (notebook, results)."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    monkeypatch.setenv("BAYESGMM_NOTEBOOK_FAST", "1")
+    # the kernel must import the package under test (a checkout as well as an installed copy)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # nothing is shown interactively
+    client = nbclient.NotebookClient(
+        nb, timeout=TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
+    t0 = time.perf_counter()
+    client.execute()  # raises CellExecutionError naming the failing cell
+    elapsed = time.perf_counter() - t0
+    if out_dir is not None:  # the executed notebook, for a look when a check fails
+        nbformat.write(nb, Path(out_dir) / name)
+    texts = [
+        out.get("text", "")
+        for cell in nb.cells if cell.cell_type == "code"
+        for out in cell.get("outputs", []) if out.get("output_type") == "stream"
+    ]
+    lines = [line for text in texts for line in text.splitlines() if line.startswith(MARKER)]
+    assert len(lines) == 1, f"{name} must print one '{MARKER}...' line, found {len(lines)}"
+    results = json.loads(lines[0][len(MARKER):])
+    assert results["fast"] is True
+    results["_seconds"] = elapsed
+    return nb, results
+
+
+def test_every_notebook_is_tested_and_committed_without_outputs():
+    names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    assert names == sorted(EXPECTED), "a notebook without a test (or a test without a notebook)"
+    for name in names:
+        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+        nbformat.validate(nb)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(c.outputs == [] and c.execution_count is None for c in code), f"{name} has outputs"
+        source = "\n".join(c.source for c in code)
+        assert 'os.environ.get("BAYESGMM_NOTEBOOK_FAST") == "1"' in source
+        assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+
+
+# -- per-notebook checks ----------------------------------------------------------------------------
+def check_01(r):
+    # exp(score_samples) is the weighted sum of normalised components, to float32 rounding
+    assert r["max_rel_diff_sum_vs_score"] < 1e-4
+    assert r["max_rel_diff_seed_vs_score"] > 0.05  # the seed's first attempt is visibly off
+    assert abs(r["integral_of_density"] - 1) < 1e-3
+    # the MAP means near the truth: 1700 points in fast mode, and the groups overlap so much that
+    # the estimates' errors are several times sd_k / sqrt(n_k); a wrong fit is off by 0.3 or more
+    assert max(abs(e) for e in r["mean_errors"]) < 0.06
+    assert r["max_abs_mean_diff_sklearn"] < 0.005  # MAP with a weak prior ~ scikit-learn's ML
+    assert r["true_means_in_90pct_interval"] >= 2
+
+
+def check_02(r):
+    # the seed's M-step reproduces the seed's printed end point (its k=85 line) ...
+    import numpy as np
+
+    np.testing.assert_allclose(r["seed_final"]["mus"], [-0.01561403, 1.8740517], atol=2e-5)
+    np.testing.assert_allclose(r["seed_final"]["sigmas"], [1.09142663, 0.90429172], atol=2e-5)
+    np.testing.assert_allclose(r["seed_final"]["priors"], [0.43, 0.57], atol=1e-12)
+    # ... which is not the MLE: the corrected EM is monotone and ends higher
+    assert r["em_loglik_decreases"] == 0
+    assert r["em_final_loglik"] > r["seed_final_loglik"] + 0.01
+    # bayesgmm's ML-EM (float32) computes the hand EM's iterates from the same start
+    d = r["seed001_hand_vs_bayesgmm"]
+    assert d["means"] < 1e-4 and d["sds"] < 1e-4 and d["weights"] < 1e-5 and d["mean_loglik"] < 1e-5
+    assert r["seed002_max_abs_diff_means_per_iteration"] < 1e-4
+    assert r["seed002_max_abs_diff_covariances"] < 1e-4 and r["seed002_max_abs_diff_weights"] < 1e-5
+    assert r["seed002_map_vs_ml_max_abs_diff_means"] < 0.1
+
+
+EXPECTED = {
+    "01_one_dimensional_mixture.ipynb": check_01,
+    "02_em_from_scratch.ipynb": check_02,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_notebook_runs_in_fast_mode(name, monkeypatch, tmp_path):
+    _, results = execute(name, monkeypatch, out_dir=tmp_path)
+    EXPECTED[name](results)

@@ -93,9 +93,42 @@ def check_02(r):
     assert r["seed002_map_vs_ml_max_abs_diff_means"] < 0.1
 
 
+def check_06(r):
+    # the two-step sampler has the mixture's mean and variance (Monte Carlo error scaled)
+    assert abs(r["mean_z"]) < 4
+    n, var = r["n_samples"], r["mix_var"]
+    se_var = ((r["mix_kurtosis_term"] - var**2) / n) ** 0.5 / var  # relative s.e. of the sample variance
+    assert abs(r["var_rel_error"]) < 4 * se_var
+    # the fit recovers the truth; .sample draws from the fitted mixture
+    n_fit = r["n_fit"]
+    for err, w in zip(r["fit_weight_errors"], [0.3, 0.5, 0.2]):
+        assert abs(err) < 4 * (w * (1 - w) / n_fit) ** 0.5 + 0.01
+    for err, w, v in zip(r["fit_mean_errors"], [0.3, 0.5, 0.2], [0.5, 1.0, 0.8]):
+        assert abs(err) < 4 * (v / (w * n_fit)) ** 0.5 + 0.02
+    assert r["sample_shape"] == [n_fit, 1]
+    shares = [c / n_fit for c in r["sample_component_shares"]]
+    for s, w in zip(shares, [0.3, 0.5, 0.2]):
+        assert abs(s - w) < 5 * (w * (1 - w) / n_fit) ** 0.5 + 0.02
+
+
+def check_05(r):
+    best = {"n_components": 2, "covariance_type": "full"}
+    assert r["bic_best"] == best  # the two kinds of eruption
+    assert r["loo_best"]["n_components"] >= 2
+    assert r["n_divergent"] == 0 and r["max_rhat"] < 1.1  # short chains in fast mode
+    assert r["ari_em_vs_posterior"] > 0.95
+    assert r["n_outside_hdi"] <= 1 and r["n_parameters_compared"] >= 11
+    assert 0 < r["n_uncertain"] < 20
+    lo, hi = r["uncertain_eruption_range"]
+    assert 2.5 < lo and hi < 4.0  # the ambiguous eruptions lie between the two groups
+    assert 0 < r["n_anomalies"] < 30
+
+
 EXPECTED = {
     "01_one_dimensional_mixture.ipynb": check_01,
     "02_em_from_scratch.ipynb": check_02,
+    "05_old_faithful.ipynb": check_05,
+    "06_what_is_a_mixture.ipynb": check_06,
 }
 
 

@@ -124,9 +124,46 @@ def check_05(r):
     assert 0 < r["n_anomalies"] < 30
 
 
+def check_04(r):
+    import numpy as np
+
+    assert r["ari_nuts"] > 0.8 and r["ari_vi"] > 0.8
+    assert r["nuts_vs_vi_mean_diff_in_sd"] < 2  # VI's means within 2 posterior sd of NUTS's
+    # a label-switched chain: R-hat is huge before relabelling and back to normal after
+    assert r["rhat_switched_before"] > 1.5
+    assert abs(r["rhat_switched_after"] - r["rhat_original"]) < 1e-6
+    assert r["n_relabelled"] > 0
+    assert r["n_uncertain"] > 0 and 0 < r["max_interval_width"] <= 1
+    assert 0 < r["max_entropy"] <= np.log(2) + 1e-9
+    assert r["psm_symmetric"] and r["psm_diag_min"] > 0.999 and r["partition_clusters"] == 2
+    # the sparse Dirichlet occupies fewer components than the uniform one
+    k = np.arange(len(r["occupied_sparse"]))
+    mean_sparse, mean_uniform = k @ r["occupied_sparse"], k @ r["occupied_uniform"]
+    assert abs(sum(r["occupied_sparse"]) - 1) < 1e-9
+    assert mean_sparse < mean_uniform
+    assert 2 <= mean_sparse
+
+
+def check_03(r):
+    # k-means cuts the stretched blobs; the mixture recovers the true structure (4, tied)
+    assert r["best_params"] == {"n_components": 4, "covariance_type": "tied"}
+    ari = r["ari_by_covariance_type"]
+    assert ari["tied"] > 0.9 and ari["full"] > 0.9
+    assert ari["tied"] > r["ari_kmeans"] + 0.1 and ari["tied"] > r["ari_kmeans_scaled_pca"]
+    assert abs(r["density_integral"] - 1) < 0.02  # a coarse grid in fast mode
+    assert r["n_anomalies"] == 16 and r["anomalies_equal_seed_rule"]  # 4% of 400
+    assert r["moons_best_k"] > 2  # two ellipses cannot describe the moons
+    assert r["moons_two_vs_best_bic"][1] < r["moons_two_vs_best_bic"][0]
+    assert r["digits_pca_dims"] == 21 and r["digits_new_shape"] == [100, 64]  # PCA keeping 90%
+    lo, hi = r["digits_new_pixel_range"]
+    assert -20 < lo < 4 and 12 < hi < 30  # pixel intensities are 0..16; a Gaussian sample overshoots
+
+
 EXPECTED = {
     "01_one_dimensional_mixture.ipynb": check_01,
     "02_em_from_scratch.ipynb": check_02,
+    "03_sklearn_workflows.ipynb": check_03,
+    "04_bayesian_uncertainty.ipynb": check_04,
     "05_old_faithful.ipynb": check_05,
     "06_what_is_a_mixture.ipynb": check_06,
 }

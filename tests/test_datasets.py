@@ -5,7 +5,16 @@ import math
 import numpy as np
 import pytest
 
-from bayesgmm.datasets import load_csv, load_faithful, make_blobs_1d_three, make_mixture
+from bayesgmm.datasets import (
+    load_acidity,
+    load_csv,
+    load_enzyme,
+    load_faithful,
+    load_galaxies,
+    make_blobs_1d_three,
+    make_mixture,
+    make_stretched_blobs,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -38,6 +47,40 @@ def test_provenance_is_shipped():
 
     text = (resources.files("bayesgmm.datasets") / "PROVENANCE.md").read_text(encoding="utf-8")
     assert "faithful.csv" in text and "GPL-2 / GPL-3" in text and "datasets::faithful" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# the embedded one-dimensional sets (galaxies, acidity, enzyme)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "loader, name, n, mean, lo, hi",
+    [
+        # R: mean(MASS::galaxies) = 20828.17, range 9172 .. 34279
+        (load_galaxies, "velocity", 82, 20828.17, 9172.0, 34279.0),
+        # the registered files' (data/README.md) summaries
+        (load_acidity, "log_acidity", 155, 5.10510, 2.928524, 7.10513),
+        (load_enzyme, "enzyme_activity", 245, 0.62225, 0.021, 2.88),
+    ],
+)
+def test_embedded_one_dimensional_sets(loader, name, n, mean, lo, hi):
+    X, names = loader()
+    assert names == (name,)
+    assert X.shape == (n, 1) and X.dtype == np.float64
+    assert np.all(np.isfinite(X))
+    assert abs(X.mean() - mean) < 1e-4 * abs(mean)
+    assert (X.min(), X.max()) == (lo, hi)
+
+
+def test_embedded_provenance_lists_every_shipped_csv():
+    from importlib import resources
+
+    folder = resources.files("bayesgmm.datasets")
+    text = (folder / "PROVENANCE.md").read_text(encoding="utf-8")
+    shipped = sorted(p.name for p in folder.iterdir() if p.name.endswith(".csv"))
+    assert shipped == ["acidity.csv", "enzyme.csv", "faithful.csv", "galaxies.csv"]
+    for name in shipped:
+        assert f"`{name}`" in text
+    assert "MASS::galaxies" in text and "Richardson & Green (1997)" in text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,6 +293,47 @@ def test_make_blobs_1d_three_custom_counts():
     np.testing.assert_array_equal(np.bincount(labels, minlength=3), [3, 0, 5])
     with pytest.raises(ValueError, match="three non-negative counts"):
         make_blobs_1d_three(n=(1, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# make_stretched_blobs (seed 003)
+# ---------------------------------------------------------------------------------------------
+def test_make_stretched_blobs_is_the_seeds_sklearn_pipeline():
+    from sklearn.datasets import make_blobs
+
+    for seed in (0, 5):
+        X, labels = make_stretched_blobs(random_state=seed)
+        Xs, ys = make_blobs(n_samples=400, centers=4, cluster_std=0.60, random_state=seed)
+        Xs = Xs[:, ::-1] @ np.random.RandomState(13).randn(2, 2)
+        np.testing.assert_allclose(X, Xs, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(labels, ys)
+
+
+def test_make_stretched_blobs_truth():
+    X, labels, truth = make_stretched_blobs(n_samples=4002, random_state=3, return_params=True)
+    np.testing.assert_array_equal(np.bincount(labels), [1001, 1001, 1000, 1000])
+    np.testing.assert_allclose(truth["weights"], np.bincount(labels) / 4002)
+    cov = truth["covariance"]
+    np.testing.assert_allclose(cov, 0.36 * truth["stretch"].T @ truth["stretch"])
+    for k in range(4):
+        xk = X[labels == k]
+        n = xk.shape[0]
+        # the mean of each blob within 4 standard errors of the truth, per coordinate
+        se = np.sqrt(np.diag(cov) / n)
+        assert np.all(np.abs(xk.mean(axis=0) - truth["means"][k]) < 4 * se)
+        # the sample covariance within 4 standard errors (normal theory: var(s_ij) ~ (s_ii s_jj + s_ij^2) / n)
+        se_cov = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / n)
+        assert np.all(np.abs(np.cov(xk.T) - cov) < 4 * se_cov)
+    # one shared covariance: the blobs are stretched, not round (what defeats k-means)
+    eig = np.linalg.eigvalsh(cov)
+    assert eig[1] / eig[0] > 4
+
+
+def test_make_stretched_blobs_rejects_bad_input():
+    with pytest.raises(ValueError, match="n_samples must be >= 4"):
+        make_stretched_blobs(3)
+    with pytest.raises(ValueError, match="cluster_std must be a finite number > 0"):
+        make_stretched_blobs(cluster_std=0.0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-__all__ = ["CSVData", "load_csv", "load_faithful", "FAITHFUL_FEATURES"]
+__all__ = ["CSVData", "load_csv", "load_faithful", "load_galaxies", "load_acidity", "load_enzyme", "FAITHFUL_FEATURES"]
 
 #: Column names of the embedded Old Faithful data, in file order.
 FAITHFUL_FEATURES = ("eruptions", "waiting")
@@ -231,3 +231,76 @@ def load_faithful(as_frame: bool = False):
             ) from None
         return pd.DataFrame(X, columns=list(names))
     return X, names
+
+
+def _load_embedded(filename: str, column: str):
+    """One numeric column of a CSV file shipped in this package, as an (n, 1) array."""
+    with resources.as_file(resources.files(__package__) / filename) as path:
+        X, names, _ = load_csv(path, columns=[column])
+    return X, names
+
+
+def load_galaxies():
+    """Load the galaxy velocity data (82 galaxies, 1 feature), embedded in the package.
+
+    Velocities (km/s) of 82 galaxies in the Corona Borealis region, R's ``MASS::galaxies``
+    (Roeder 1990), a classic one-dimensional test of "how many components?" (Richardson &
+    Green 1997). Observation 78 (26690) is a documented typo for 26960 and is kept
+    as published. See ``bayesgmm/datasets/PROVENANCE.md`` (GPL-2 / GPL-3).
+
+    Returns
+    -------
+    (X, feature_names) : tuple of ndarray of shape (82, 1) float64 and tuple of str
+        ``feature_names`` is ``("velocity",)``.
+
+    Examples
+    --------
+    >>> X, names = load_galaxies()
+    >>> X.shape, names
+    ((82, 1), ('velocity',))
+    >>> X[:3, 0]
+    array([9172., 9350., 9483.])
+    """
+    return _load_embedded("galaxies.csv", "velocity")
+
+
+def load_acidity():
+    """Load the lake acidity data (155 lakes, 1 feature), embedded in the package.
+
+    ``log(ANC + 50)`` of the acid neutralising capacity (ANC) of 155 Wisconsin lakes, as used
+    by Richardson & Green (1997) (R packages mixAK / Nmix); bimodal. See
+    ``bayesgmm/datasets/PROVENANCE.md`` (GPL).
+
+    Returns
+    -------
+    (X, feature_names) : tuple of ndarray of shape (155, 1) float64 and tuple of str
+        ``feature_names`` is ``("log_acidity",)``.
+
+    Examples
+    --------
+    >>> X, names = load_acidity()
+    >>> X.shape, names
+    ((155, 1), ('log_acidity',))
+    """
+    return _load_embedded("acidity.csv", "log_acidity")
+
+
+def load_enzyme():
+    """Load the enzyme activity data (245 individuals, 1 feature), embedded in the package.
+
+    Enzyme activity of 245 unrelated individuals (Bechtel et al. 1993), as used by Richardson &
+    Green (1997) (R packages mixAK / Nmix); skewed and bimodal. See
+    ``bayesgmm/datasets/PROVENANCE.md`` (GPL).
+
+    Returns
+    -------
+    (X, feature_names) : tuple of ndarray of shape (245, 1) float64 and tuple of str
+        ``feature_names`` is ``("enzyme_activity",)``.
+
+    Examples
+    --------
+    >>> X, names = load_enzyme()
+    >>> X.shape, names
+    ((245, 1), ('enzyme_activity',))
+    """
+    return _load_embedded("enzyme.csv", "enzyme_activity")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["make_mixture", "make_blobs_1d_three"]
+__all__ = ["make_mixture", "make_blobs_1d_three", "make_stretched_blobs"]
 
 _COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -158,3 +158,74 @@ def make_blobs_1d_three(n=(2000, 5000, 10000), random_state=None):
     parts = [rng.normal(loc, sd, size=c) for (loc, sd), c in zip(params, counts)]
     labels = np.repeat(np.arange(3, dtype=np.int64), counts)
     return np.concatenate(parts)[:, None], labels
+
+
+def make_stretched_blobs(n_samples=400, random_state=0, *, cluster_std=0.6, return_params=False):
+    """The stretched four-blob data of seed 003 (k-means fails, a tied-covariance GMM fits).
+
+    Reproduces, with numpy only, the seed's
+    ``X, y = sklearn.datasets.make_blobs(n_samples, centers=4, cluster_std=0.6, random_state)``,
+    ``X = X[:, ::-1]``, ``X_stretched = X @ np.random.RandomState(13).randn(2, 2)``: four round
+    blobs with centres drawn uniformly in ``[-10, 10]^2``, axes swapped, then one linear map
+    ``A`` applied to all points. So every component has the same covariance
+    ``cluster_std**2 * A.T @ A`` (a "tied" mixture) and the truth is known exactly.
+
+    Parameters
+    ----------
+    n_samples : int, default=400
+        Total number of points, split as evenly as possible over the four blobs (the first
+        ``n_samples % 4`` blobs get one more), then shuffled.
+    random_state : int, numpy.random.RandomState or None, default=0
+        Seed of the centres, the points and the shuffle (scikit-learn's ``random_state``); the
+        stretch ``A`` is always the seed's ``RandomState(13).randn(2, 2)``.
+    cluster_std : float, default=0.6
+        Standard deviation of each round blob before the stretch.
+    return_params : bool, default=False
+        Also return the true mixture parameters.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, 2), float64
+    labels : ndarray of shape (n_samples,), int64
+        The blob (0-3) of each point.
+    params : dict, only if ``return_params``
+        ``weights`` (4,) (the blob shares ``n_k / n_samples``), ``means`` (4, 2), ``covariance``
+        (2, 2) -- the tied covariance shared by the four blobs -- and ``stretch`` (2, 2), the
+        matrix ``A``.
+
+    Examples
+    --------
+    >>> X, labels, truth = make_stretched_blobs(random_state=0, return_params=True)
+    >>> X.shape, np.bincount(labels).tolist()
+    ((400, 2), [100, 100, 100, 100])
+    >>> truth["covariance"].shape
+    (2, 2)
+    """
+    n_samples = int(n_samples)
+    if n_samples < 4:
+        raise ValueError(f"n_samples must be >= 4 (one point per blob), got {n_samples}")
+    if not (np.isfinite(cluster_std) and cluster_std > 0):
+        raise ValueError(f"cluster_std must be a finite number > 0, got {cluster_std!r}")
+    rs = random_state if isinstance(random_state, np.random.RandomState) else np.random.RandomState(random_state)
+    n_centers, n_features = 4, 2
+    centers = rs.uniform(-10.0, 10.0, size=(n_centers, n_features))
+    counts = [n_samples // n_centers] * n_centers
+    for i in range(n_samples % n_centers):
+        counts[i] += 1
+    X = np.concatenate([rs.normal(loc=centers[i], scale=cluster_std, size=(c, n_features))
+                        for i, c in enumerate(counts)])
+    labels = np.repeat(np.arange(n_centers, dtype=np.int64), counts)
+    order = np.arange(n_samples)
+    rs.shuffle(order)
+    X, labels = X[order], labels[order]
+    stretch = np.random.RandomState(13).randn(2, 2)
+    X = X[:, ::-1] @ stretch
+    if not return_params:
+        return X, labels
+    params = {
+        "weights": np.asarray(counts, np.float64) / n_samples,
+        "means": centers[:, ::-1] @ stretch,
+        "covariance": cluster_std**2 * stretch.T @ stretch,
+        "stretch": stretch,
+    }
+    return X, labels, params

@@ -218,26 +218,36 @@ def fit_map(
 def _collapsed(params_z: GMMParams, reg_z, n_eff: float) -> np.ndarray:
     """Which components collapsed, shape (K,) bool (host, standardised units).
 
-    A component collapsed when its covariance is singular in some direction -- its smallest
-    variance is at the ``reg_covar`` floor (maximum likelihood) or below ``_COLLAPSE_VAR`` of the
-    data's variance -- or when it holds less than half a sample (positive weight, ``weight *
-    n_eff < 0.5``). A tied covariance is shared: only the weight test applies.
+    A component collapsed when its covariance is singular in some direction: its smallest
+    variance is below ``_COLLAPSE_VAR`` of the data's variance or, in maximum likelihood, it is
+    ``reg_covar`` alone (the smallest generalised eigenvalue of the covariance against
+    ``diag(reg_covar)`` is below ``1 + 1e-3``: the data add less than 0.1% to the floor in some
+    direction) -- or when it holds less than half a sample (positive weight, ``weight * n_eff <
+    0.5``). A tied covariance is shared: only the weight test applies.
     """
     ct = params_z.covariance_type
     w = params_z.weights
     cov = params_z.covariances()
+    reg = None if reg_z is None or np.any(np.asarray(reg_z) <= 0) else np.asarray(reg_z, np.float64)
     if ct == "full":
         low = np.linalg.eigvalsh(cov)[:, 0]
+        if reg is not None:
+            r = 1.0 / np.sqrt(reg)
+            rel = np.linalg.eigvalsh(r[:, None] * cov * r[None, :])[:, 0]
     elif ct == "diag":
         low = cov.min(axis=-1)
+        if reg is not None:
+            rel = (cov / reg).min(axis=-1)
     elif ct == "spherical":
         low = cov
+        if reg is not None:
+            rel = cov / reg.mean()
     else:
         low = np.full(w.shape, np.inf)
-    floor = _COLLAPSE_VAR
-    if reg_z is not None:
-        floor += (1.0 + 1e-3) * (float(np.max(reg_z)) if ct != "spherical" else float(np.mean(reg_z)))
-    singular = low <= floor
+        rel = np.full(w.shape, np.inf)
+    singular = low <= _COLLAPSE_VAR
+    if reg is not None:
+        singular |= rel <= 1.0 + 1e-3
     vanishing = (w > 0) & (w * n_eff < 0.5)
     return (w > 0) & (singular | vanishing)
 

@@ -47,6 +47,7 @@ def _positive_definite(gm):
     return np.all(np.isfinite(cov)) and np.all(cov > 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prior", ["default", None], ids=["prior", "ml"])
 @pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
 def test_float32_ill_conditioned_matches_float64(ct, prior):
@@ -118,6 +119,7 @@ def test_every_component_collapsed_is_kept_and_reported():
 
 
 # --- real 1-D data with ties ------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["galaxies", "acidity", "enzyme"])
 def test_real_1d_data_with_ties_fit_with_default_prior(name):
     path = DATA / f"{name}.csv"
@@ -173,6 +175,7 @@ def _run_processes(seeds):
     return out
 
 
+@pytest.mark.slow
 def test_same_seed_is_bit_identical_across_processes():
     a, b = _run_processes([7, 7])
     assert a == b  # EM parameters and NUTS draws, byte for byte

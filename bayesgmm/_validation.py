@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import check_random_state, validate_data
 
 from .core.params import COVARIANCE_TYPES
@@ -56,7 +57,12 @@ def check_data(estimator, X, *, reset: bool, min_samples: int = 1):
     otherwise.
     """
     _check_dataframe_columns(X)
-    if not isinstance(X, np.ndarray) and not hasattr(X, "dtypes") and not hasattr(X, "__array__"):
+    if (
+        not isinstance(X, np.ndarray)
+        and not hasattr(X, "dtypes")
+        and not hasattr(X, "__array__")
+        and not sp.issparse(X)  # scikit-learn's own error: sparse input is not supported
+    ):
         try:  # lists of lists, tuples: decide the dtype here so that the errors below apply
             X = np.asarray(X)
         except (ValueError, TypeError) as exc:
@@ -70,18 +76,18 @@ def check_data(estimator, X, *, reset: bool, min_samples: int = 1):
                 f"X must hold numbers, got an array of dtype {X.dtype}; convert it first, e.g. "
                 "X.astype(float) or pandas.to_numeric for text holding numbers."
             )
-        if X.dtype.kind == "c":
-            raise TypeError(
-                "X must hold real numbers, got complex values (dtype "
-                f"{X.dtype}); pass X.real or np.abs(X) if that is what you mean."
+        if X.dtype.kind == "c":  # a ValueError with scikit-learn's wording (its checks match it)
+            raise ValueError(
+                f"Complex data not supported: X must hold real numbers, got dtype {X.dtype}; "
+                "pass X.real or np.abs(X) if that is what you mean."
             )
         if X.dtype.kind == "O":
             try:
                 X = X.astype(np.float64)
-            except (ValueError, TypeError):
+            except (ValueError, TypeError) as exc:
                 raise TypeError(
-                    "X must hold numbers, got an object array with non-numeric entries; convert "
-                    "it first (e.g. X.astype(float)) or drop the non-numeric columns."
+                    f"X must hold numbers, got an object array with non-numeric entries ({exc}); "
+                    "convert it first (e.g. X.astype(float)) or drop the non-numeric columns."
                 ) from None
     if isinstance(X, np.ndarray) and X.ndim == 1:
         raise ValueError(
@@ -89,7 +95,7 @@ def check_data(estimator, X, *, reset: bool, min_samples: int = 1):
             f"{X.shape}. Reshape your data either using X.reshape(-1, 1) if your data has a single "
             "feature or X.reshape(1, -1) if it contains a single sample."
         )
-    if np.ndim(X) == 0 and not hasattr(X, "dtypes"):
+    if isinstance(X, numbers.Number) or getattr(X, "ndim", None) == 0:
         raise ValueError(
             f"Expected 2D array, got scalar array instead: X = {X!r}. Pass X as a 2-D array of "
             "shape (n_samples, n_features)."
@@ -181,14 +187,16 @@ def check_rank(X, sample_weight=None, *, covariance_type: str, with_prior: bool)
     w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
     mean = (w[:, None] * X).sum(0) / w.sum()
     std = np.sqrt((w[:, None] * (X - mean) ** 2).sum(0) / w.sum())
-    std = np.where(std > 0, std, 1.0)
-    z = (X - mean) / std * np.sqrt(w / w.sum())[:, None]
+    keep = np.flatnonzero(std > 0)  # constant features have their own error (the prior's scales)
+    if keep.size < 2:
+        return
+    z = (X - mean)[:, keep] / std[keep] * np.sqrt(w / w.sum())[:, None]
     corr = z.T @ z
     eigval, eigvec = np.linalg.eigh(corr)
     if eigval[0] >= _COLLINEAR_EIG * max(eigval[-1], 1.0):
         return
     v = np.abs(eigvec[:, 0])
-    cols = np.flatnonzero(v > 0.1 * v.max()).tolist()
+    cols = keep[v > 0.1 * v.max()].tolist()
     rank_hint = (
         f" (only {n} samples for {d} features)" if np.count_nonzero(w) <= d else ""
     )

@@ -67,7 +67,7 @@ ERROR_CASES = {
     "scalar": (lambda: np.float64(3.0), {}, ValueError),
     "string_array": (lambda: X0.astype(str), {}, TypeError),
     "object_strings": (lambda: np.array([["a", 1.0]] * 10, dtype=object), {}, TypeError),
-    "complex": (lambda: X0.astype(complex), {}, TypeError),
+    "complex": (lambda: X0.astype(complex), {}, ValueError),
     "datetime_array": (lambda: (np.datetime64("2020-01-01") + np.arange(20)).reshape(10, 2), {}, TypeError),
     "ragged_list": (lambda: [[1.0, 2.0], [3.0]] * 5, {}, ValueError),
     "list_with_strings": (lambda: [[1.0, "x"]] * 10, {}, TypeError),

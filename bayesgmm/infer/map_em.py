@@ -124,6 +124,9 @@ def fit_map(
     Returns
     -------
     MAPResult
+        Parameters in data units as numpy float64 (the EM itself runs in ``dtype`` on
+        standardised data). Components that collapsed in the best start are pruned -- weight
+        exactly 0, EM re-run with the others -- and listed in ``collapsed`` / ``pruned``.
     """
     check_covariance_type(covariance_type)
     if init_params_method not in INIT_METHODS:

@@ -154,10 +154,6 @@ def _base(ct, prior):
     return _BASE[ct, prior]
 
 
-def _cov_scale(ct, c):
-    return c * c
-
-
 @pytest.mark.parametrize("c", _SCALES)
 @settings(max_examples=4, deadline=None, derandomize=True)
 @given(

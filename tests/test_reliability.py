@@ -1,7 +1,6 @@
 """Numerics and reproducibility: float32 on ill-conditioned data, the collapse policy, real 1-D
 data with ties, bit-identical results across processes on CPU."""
 
-import hashlib
 import json
 import pathlib
 import subprocess

@@ -8,12 +8,12 @@ with the same prior: a jitted MAP-EM (:class:`GaussianMixture`), NUTS and variat
 from .core.logdensity import log_posterior
 from .core.params import GMMParams
 from .core.prior import Prior
-from .estimator import GaussianMixture
+from .estimator import CollapsedComponentWarning, GaussianMixture
 
 __version__ = "0.1.0"
 __all__ = [
-    "GaussianMixture", "GMMParams", "Posterior", "Prior", "compare", "load", "load_posterior", "log_posterior",
-    "select", "__version__",
+    "CollapsedComponentWarning", "GaussianMixture", "GMMParams", "Posterior", "Prior", "compare", "load",
+    "load_posterior", "log_posterior", "select", "__version__",
 ]
 
 

@@ -5,12 +5,29 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import check_random_state, validate_data
 
 from .core.params import COVARIANCE_TYPES
-from .core.prior import Prior
+from .core.prior import Prior, weighted_moments
 
-__all__ = ["check_data", "check_sample_weight", "check_finite", "check_params", "resolve_prior_arg", "seed_from"]
+__all__ = [
+    "check_data",
+    "check_sample_weight",
+    "check_finite",
+    "check_params",
+    "check_scales",
+    "check_rank",
+    "resolve_prior_arg",
+    "seed_from",
+]
+
+#: Feature standard deviations outside ``[_MIN_STD, _MAX_STD]`` are refused: their variances
+#: (the covariances reported in data units) would leave float64's range (about 1e-308 .. 1e308).
+_MIN_STD = 1e-150
+_MAX_STD = 1e150
+#: Smallest eigenvalue of the features' correlation matrix below which they count as collinear.
+_COLLINEAR_EIG = 1e-10
 
 
 def check_finite(X, name="X"):
@@ -39,24 +56,158 @@ def check_data(estimator, X, *, reset: bool, min_samples: int = 1):
     Sets ``n_features_in_`` / ``feature_names_in_`` when ``reset``; checks the feature count
     otherwise.
     """
-    if isinstance(X, np.ndarray) and X.dtype.kind in "SU":
-        raise TypeError(f"X must hold numbers, got an array of dtype {X.dtype}; convert it first.")
+    _check_dataframe_columns(X)
+    if (
+        not isinstance(X, np.ndarray)
+        and not hasattr(X, "dtypes")
+        and not hasattr(X, "__array__")
+        and not sp.issparse(X)  # scikit-learn's own error: sparse input is not supported
+    ):
+        try:  # lists of lists, tuples: decide the dtype here so that the errors below apply
+            X = np.asarray(X)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                f"X must be a rectangular array of numbers of shape (n_samples, n_features); "
+                f"converting it failed ({exc}). Check that every row has the same length."
+            ) from None
+    if isinstance(X, np.ndarray):
+        if X.dtype.kind in "SUMmV":
+            raise TypeError(
+                f"X must hold numbers, got an array of dtype {X.dtype}; convert it first, e.g. "
+                "X.astype(float) or pandas.to_numeric for text holding numbers."
+            )
+        if X.dtype.kind == "c":  # a ValueError with scikit-learn's wording (its checks match it)
+            raise ValueError(
+                f"Complex data not supported: X must hold real numbers, got dtype {X.dtype}; "
+                "pass X.real or np.abs(X) if that is what you mean."
+            )
+        if X.dtype.kind == "O":
+            try:
+                X = X.astype(np.float64)
+            except (ValueError, TypeError) as exc:
+                raise TypeError(
+                    f"X must hold numbers, got an object array with non-numeric entries ({exc}); "
+                    "convert it first (e.g. X.astype(float)) or drop the non-numeric columns."
+                ) from None
     if isinstance(X, np.ndarray) and X.ndim == 1:
         raise ValueError(
             "Expected 2D array, got 1D array instead: X has shape "
             f"{X.shape}. Reshape your data either using X.reshape(-1, 1) if your data has a single "
             "feature or X.reshape(1, -1) if it contains a single sample."
         )
-    X = validate_data(
-        estimator,
-        X,
-        reset=reset,
-        dtype=[np.float64, np.float32],
-        ensure_all_finite=False,
-        ensure_min_samples=min_samples,
-    )
+    if isinstance(X, numbers.Number) or getattr(X, "ndim", None) == 0:
+        raise ValueError(
+            f"Expected 2D array, got scalar array instead: X = {X!r}. Pass X as a 2-D array of "
+            "shape (n_samples, n_features)."
+        )
+    try:
+        X = validate_data(
+            estimator,
+            X,
+            reset=reset,
+            dtype=[np.float64, np.float32],
+            ensure_all_finite=False,
+            ensure_min_samples=min_samples,
+        )
+    except ValueError as exc:  # scikit-learn's text (its checks match it), plus what to do
+        msg = str(exc)
+        if not reset and "feature" in msg:
+            fix = (
+                f" Pass X with the {estimator.n_features_in_} features (columns, same names and "
+                "order) the estimator was fitted on."
+            )
+        else:
+            fix = (
+                " Pass X as a 2-D array of numbers of shape (n_samples, n_features) with at least "
+                f"{min_samples} row(s) and one column."
+            )
+        raise ValueError(msg + fix) from None
     check_finite(X)
     return np.ascontiguousarray(X)
+
+
+def _check_dataframe_columns(X):
+    """A TypeError naming the non-numeric columns of a pandas DataFrame (before any conversion)."""
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is None or not hasattr(X, "columns") or not hasattr(dtypes, "items"):
+        return
+    bad = []
+    for name, dt in dtypes.items():
+        kind = getattr(dt, "kind", "O")
+        if kind in "biuf":
+            continue
+        if kind == "O" and str(dt) != "category":
+            try:  # an object column may still hold numbers only
+                np.asarray(X[name], dtype=np.float64)
+                continue
+            except (ValueError, TypeError):
+                pass
+        bad.append((name, str(dt)))
+    if bad:
+        listed = ", ".join(f"{n!r} ({d})" for n, d in bad)
+        names = [n for n, _ in bad]
+        raise TypeError(
+            f"X has non-numeric column(s) {listed}; a Gaussian mixture needs numbers. Drop them "
+            f"(X.drop(columns={names!r})), select the numeric ones (X.select_dtypes('number')) or "
+            "encode them as numbers first."
+        )
+
+
+def check_scales(X, sample_weight=None, *, with_prior: bool):
+    """Refuse features whose spread float64 cannot represent as a variance.
+
+    Standard deviations above ``1e150`` (either mode) or, with a prior, below ``1e-150`` (but not
+    zero) give covariances outside float64's range; the error says to rescale ``X``.
+    """
+    with np.errstate(all="ignore"):
+        _, std = weighted_moments(X, sample_weight)
+    bad = ~np.isfinite(std) | (std > _MAX_STD) | (with_prior & (std > 0) & (std < _MIN_STD))
+    if bad.any():
+        cols = np.flatnonzero(bad).tolist()
+        shown = ", ".join(f"{std[c]:.3g}" for c in cols[:5])
+        raise ValueError(
+            f"X has feature(s) {cols} with standard deviation(s) {shown}, outside the range whose "
+            f"variances float64 can hold ({_MIN_STD:g} to {_MAX_STD:g}). Rescale X first, e.g. "
+            "X / X.std(axis=0), and map the fitted means and covariances back."
+        )
+
+
+def check_rank(X, sample_weight=None, *, covariance_type: str, with_prior: bool):
+    """Refuse linearly dependent (collinear) features for full/tied covariances under a prior.
+
+    Then every covariance can shrink onto the subspace the data span and the log posterior grows
+    without bound (the LKJ density vanishes only polynomially), so no MAP exists.
+    """
+    if not with_prior or covariance_type not in ("full", "tied"):
+        return
+    X = np.asarray(X, np.float64)
+    n, d = X.shape
+    if d < 2:
+        return
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    mean = (w[:, None] * X).sum(0) / w.sum()
+    std = np.sqrt((w[:, None] * (X - mean) ** 2).sum(0) / w.sum())
+    keep = np.flatnonzero(std > 0)  # constant features have their own error (the prior's scales)
+    if keep.size < 2:
+        return
+    z = (X - mean)[:, keep] / std[keep] * np.sqrt(w / w.sum())[:, None]
+    corr = z.T @ z
+    eigval, eigvec = np.linalg.eigh(corr)
+    if eigval[0] >= _COLLINEAR_EIG * max(eigval[-1], 1.0):
+        return
+    v = np.abs(eigvec[:, 0])
+    cols = keep[v > 0.1 * v.max()].tolist()
+    rank_hint = (
+        f" (only {n} samples for {d} features)" if np.count_nonzero(w) <= d else ""
+    )
+    raise ValueError(
+        f"X has linearly dependent (collinear) features: columns {cols} are an exact linear "
+        f"combination of each other{rank_hint}. Under a prior with covariance_type="
+        f"{covariance_type!r} the log posterior is then unbounded (a covariance can shrink onto "
+        "the data's subspace), so no MAP exists. Drop redundant columns (or reduce them with "
+        "PCA), use covariance_type='diag' or 'spherical', or fit by maximum likelihood "
+        "(prior=None) with reg_covar."
+    )
 
 
 def check_sample_weight(sample_weight, n_samples: int):

@@ -18,13 +18,25 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
-from ._validation import check_data, check_params, check_sample_weight, resolve_prior_arg, seed_from
+from ._validation import (
+    check_data,
+    check_params,
+    check_rank,
+    check_sample_weight,
+    check_scales,
+    resolve_prior_arg,
+    seed_from,
+)
 from .core.density import default_block_size, log_likelihood, map_blocks, weighted_log_prob
 from .core.init import INIT_METHODS
 from .core.params import GMMParams
 from .infer.map_em import default_dtype, fit_map
 
-__all__ = ["GaussianMixture"]
+__all__ = ["GaussianMixture", "CollapsedComponentWarning"]
+
+
+class CollapsedComponentWarning(UserWarning):
+    """A mixture component collapsed during EM and was pruned (see ``collapsed_components_``)."""
 
 
 def _n_parameters(covariance_type, k, d):
@@ -145,6 +157,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ``lower_bound_`` after 0, 1, ..., ``n_iter_`` M-steps (never decreases).
     n_empty_ : int
         Components emptied by a sparse Dirichlet prior (``weight_concentration < 1``).
+    collapsed_components_ : ndarray of int
+        Components that collapsed (a covariance singular at the ``reg_covar`` floor or below
+        1e-10 of the data's variance, or less than half a sample's weight). They are pruned --
+        weight exactly 0, EM re-run with the others -- and a
+        :class:`CollapsedComponentWarning` says so; empty when nothing collapsed.
     map_result_ : bayesgmm.infer.MAPResult
         Everything the EM run reported (all restarts). After :func:`bayesgmm.load` its ``info``
         (per-restart diagnostics in standardised units) is None; everything else is restored.
@@ -277,15 +294,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if n < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
-                f"n_samples = {n}. Use fewer components or more data."
+                f"n_samples = {n} (rows of X). Use fewer components or more data."
             )
         if prior is not None and n < 2 and (prior.mean_scale is None or prior.scale_scale is None):
             raise ValueError(
                 f"The default prior derives its scales from the data and needs n_samples >= 2 "
-                f"(got n_samples = {n}). Pass more data, explicit Prior(mean_scale=..., "
+                f"(got n_samples = {n} rows of X). Pass more data, explicit Prior(mean_scale=..., "
                 "scale_scale=...), or prior=None."
             )
         w = check_sample_weight(sample_weight, n)
+        check_scales(X, w, with_prior=prior is not None)
+        check_rank(X, w, covariance_type=self.covariance_type, with_prior=prior is not None)
         inits = self._check_init_arrays(d)
         n_init = self.n_init
         if self.warm_start and hasattr(self, "weights_") and getattr(self, "n_features_in_", d) == d:
@@ -329,12 +348,44 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=3,
             )
+        self._warn_collapsed(result, prior is None)
         if self.verbose:
             print(
                 f"bayesgmm: n_init={n_init}, best start {result.best_index}: converged={result.converged} "
                 f"after {result.n_iter} iterations, objective {result.objective:.6g}"
             )
         return X
+
+    def _warn_collapsed(self, result, ml: bool):
+        collapsed = [int(i) for i in result.collapsed]
+        if not collapsed:
+            return
+        pruned = [int(i) for i in result.pruned]
+        kept = sorted(set(collapsed) - set(pruned))
+        what = (
+            f"Component(s) {collapsed} of {self.n_components} collapsed during EM: a covariance "
+            "became singular (the component sat on tied or duplicated points) or its weight fell "
+            "below half a sample."
+        )
+        if pruned:
+            what += (
+                f" Pruned {pruned}: their weight is now exactly 0 and EM was re-run with the other "
+                f"{self.n_components - len(pruned)} components."
+            )
+        if kept:
+            what += f" Kept {kept} (every component collapsed, or the re-run failed)."
+        fix = (
+            f"increase reg_covar (now {self.reg_covar}), fit with the default prior "
+            "(prior='default'), use fewer components, or deduplicate the data"
+            if ml
+            else "use fewer components, deduplicate the data, or a prior with larger "
+            "Prior(scale_scale=...) (the log-normal scale prior keeps variances positive)"
+        )
+        warnings.warn(
+            f"{what} collapsed_components_ lists them. To avoid it, {fix}.",
+            CollapsedComponentWarning,
+            stacklevel=4,
+        )
 
     def _store(self, result, total_weight):
         p = result.params
@@ -349,6 +400,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.lower_bound_ = float(result.objective / total_weight)
         self.lower_bounds_ = np.asarray(result.history, np.float64) / total_weight
         self.n_empty_ = int(result.n_empty)
+        self.collapsed_components_ = np.asarray(result.collapsed, dtype=int)
         # scoring runs in the standardised frame of the fit (float32 safety)
         self._shift = np.asarray(result.shift, np.float64)
         self._scale = np.asarray(result.scale, np.float64)

@@ -281,6 +281,10 @@ def select(
         raise ValueError("LOO and WAIC need a posterior, hence a prior; prior=None is maximum likelihood.")
     posterior_options = dict(posterior_options or {})
     ks, cts = _check_grid(n_components, covariance_types)
+    # bad data is the caller's error, not one failed grid point per fit: refuse it up front
+    from ._validation import check_data, check_scales
+
+    check_scales(check_data(GaussianMixture(), X, reset=True), with_prior=prior is not None)
     grid = [(k, ct) for k in ks for ct in cts]
 
     rows = {

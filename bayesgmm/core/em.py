@@ -138,11 +138,14 @@ def _unwhiten(ct, params: GMMParams, t1):
     return params.scales[:, None] * t1
 
 
-def _weight_step(nk, prior: ResolvedPrior | None, eps):
+def _weight_step(nk, prior: ResolvedPrior | None, eps, weights):
+    # a component with weight exactly 0 (emptied by a sparse prior, or pruned after it collapsed)
+    # stays out of the mixture
+    active = weights > 0
     if prior is None:
-        w = nk + eps
+        w = jnp.where(active, nk + eps, 0.0)
         return w / jnp.sum(w)
-    a = jnp.maximum(nk + prior.weight_concentration - 1.0, 0.0)
+    a = jnp.where(active, jnp.maximum(nk + prior.weight_concentration - 1.0, 0.0), 0.0)
     total = jnp.sum(a)
     return jnp.where(total > 0, a / jnp.where(total > 0, total, 1.0), jnp.full_like(a, 1.0 / a.shape[0]))
 
@@ -297,7 +300,7 @@ def m_step(
     d = params.n_features
     dtype = params.means.dtype
     eps = 10 * jnp.finfo(dtype).eps
-    weights = _weight_step(stats.nk, prior, eps)
+    weights = _weight_step(stats.nk, prior, eps, params.weights)
     means = _mean_step(ct, params, stats, None if start else prior, eps)
     delta = means - params.means
     scatter = _scatter_new(ct, params, stats, delta)

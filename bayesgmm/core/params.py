@@ -27,6 +27,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["COVARIANCE_TYPES", "GMMParams", "check_covariance_type"]
 
@@ -105,8 +106,13 @@ class GMMParams:
         """
         if self.covariance_type in ("full", "tied"):
             u = self.cov_chol()
-            return u @ jnp.swapaxes(u, -1, -2)
+            return u @ self._xp.swapaxes(u, -1, -2)
         return self.scales**2
+
+    @property
+    def _xp(self):
+        """numpy for host parameters (numpy leaves, kept in float64), else jax.numpy."""
+        return np if isinstance(self.scales, np.ndarray) else jnp
 
     def precisions_cholesky(self):
         """scikit-learn's ``precisions_cholesky_``: upper-triangular ``inv(cov_chol).T``.
@@ -115,6 +121,8 @@ class GMMParams:
         """
         if self.covariance_type in ("full", "tied"):
             u = self.cov_chol()
+            if self._xp is np:
+                return np.swapaxes(np.linalg.inv(u), -1, -2)
             eye = jnp.broadcast_to(jnp.eye(self.n_features, dtype=u.dtype), u.shape)
             inv = jax.scipy.linalg.solve_triangular(u, eye, lower=True)
             return jnp.swapaxes(inv, -1, -2)
@@ -124,7 +132,7 @@ class GMMParams:
         """Precision matrices (inverse covariances), scikit-learn's layout."""
         if self.covariance_type in ("full", "tied"):
             p = self.precisions_cholesky()
-            return p @ jnp.swapaxes(p, -1, -2)
+            return p @ self._xp.swapaxes(p, -1, -2)
         return 1.0 / self.scales**2
 
     # -- constructors ---------------------------------------------------------------------------

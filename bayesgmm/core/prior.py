@@ -155,10 +155,14 @@ class ResolvedPrior:
         return dataclasses.replace(self, **changes)
 
     def affine(self, shift, scale) -> "ResolvedPrior":
-        """The same prior for data ``(x - shift) / scale`` (``scale`` per feature or scalar)."""
-        shift = jnp.asarray(shift)
-        scale = jnp.asarray(scale)
-        scale_for_scales = scale if self.scale_scale.ndim == scale.ndim else jnp.mean(scale)
+        """The same prior for data ``(x - shift) / scale`` (``scale`` per feature or scalar).
+
+        numpy inputs on a host prior (``resolve_prior(..., dtype="host")``) stay numpy float64.
+        """
+        xp = np if isinstance(shift, np.ndarray) and isinstance(self.mean_loc, np.ndarray) else jnp
+        shift = xp.asarray(shift)
+        scale = xp.asarray(scale)
+        scale_for_scales = scale if np.ndim(self.scale_scale) == scale.ndim else xp.mean(scale)
         return self.replace(
             mean_loc=(self.mean_loc - shift) / scale,
             mean_scale=self.mean_scale / scale,
@@ -178,9 +182,18 @@ def weighted_moments(x, sample_weight=None):
     x = np.asarray(x, dtype=np.float64)
     w = np.ones(x.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     total = w.sum()
-    mean = (w[:, None] * x).sum(0) / total
-    var = (w[:, None] * (x - mean) ** 2).sum(0) / total
-    return mean, np.sqrt(var)
+    if x.shape[0] == 0:
+        return np.full(x.shape[1], np.nan), np.full(x.shape[1], np.nan)
+    # about a data row and scaled to [-1, 1]: a constant feature gives exactly 0, and no square can
+    # overflow (values of 1e150 lose nothing)
+    ref = x[0]
+    dev = x - ref
+    amax = np.max(np.abs(dev), axis=0)
+    amax = np.where(amax > 0, amax, 1.0)
+    u = dev / amax
+    mean_u = (w[:, None] * u).sum(0) / total
+    var_u = (w[:, None] * (u - mean_u) ** 2).sum(0) / total
+    return ref + mean_u * amax, np.sqrt(var_u) * amax
 
 
 def resolve_prior(
@@ -195,7 +208,8 @@ def resolve_prior(
     n_components : int
     covariance_type : str
     sample_weight : array-like of shape (n_samples,), optional
-    dtype : numpy dtype of the result (default: float32 unless JAX x64 is enabled)
+    dtype : dtype of the result (default: float32 unless JAX x64 is enabled). ``"host"`` gives
+        numpy float64 arrays whatever JAX's x64 mode, for host-side arithmetic in data units.
 
     Returns
     -------
@@ -214,7 +228,11 @@ def resolve_prior(
             "feature's standard deviation. Drop constant features or pass explicit "
             "Prior(mean_scale=..., scale_scale=...)."
         )
-    dtype = dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    if isinstance(dtype, str) and dtype == "host":
+        asarray = lambda a: np.asarray(a, np.float64)  # noqa: E731
+    else:
+        dtype = dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+        asarray = lambda a: jnp.asarray(a, dtype)  # noqa: E731
 
     def vec(name, value, default, length):
         arr = np.asarray(default if value is None else value, dtype=np.float64)
@@ -224,7 +242,7 @@ def resolve_prior(
             raise ValueError(
                 f"Prior({name}=...) has shape {arr.shape}; expected a scalar or shape ({length},)."
             )
-        return jnp.asarray(arr, dtype)
+        return asarray(arr)
 
     if covariance_type == "spherical":
         default_ss = np.sqrt(np.mean(std**2))
@@ -234,7 +252,7 @@ def resolve_prior(
                 "Prior(scale_scale=...) must be a scalar for covariance_type='spherical' "
                 f"(one scale per component), got shape {ss.shape}."
             )
-        scale_scale = jnp.asarray(ss, dtype)
+        scale_scale = asarray(ss)
     else:
         scale_scale = vec("scale_scale", prior.scale_scale, std, n_features)
     return ResolvedPrior(
@@ -244,7 +262,7 @@ def resolve_prior(
         mean_loc=vec("mean_loc", prior.mean_loc, mean, n_features),
         mean_scale=vec("mean_scale", prior.mean_scale, MEAN_SCALE_FACTOR * std, n_features),
         scale_scale=scale_scale,
-        lkj_concentration=jnp.asarray(float(prior.lkj_concentration), dtype),
+        lkj_concentration=asarray(float(prior.lkj_concentration)),
         scale_prior=prior.scale_prior,
         ordered_means=bool(prior.ordered_means),
     )

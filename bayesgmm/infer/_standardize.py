@@ -9,21 +9,34 @@ covariances the scale is common to all features so that the structure is preserv
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from ..core.params import GMMParams
 from ..core.prior import weighted_moments
 
-__all__ = ["standardisation", "to_std", "from_std", "log_jacobian"]
+__all__ = ["standardisation", "to_std", "from_std", "log_jacobian", "to_host"]
 
 
-def standardisation(x, w, covariance_type):
-    """``(shift, scale)``, each of shape (D,): the weighted mean and standard deviation."""
+def standardisation(x, w, covariance_type, reg_covar=None):
+    """``(shift, scale)``, each of shape (D,): the weighted mean and standard deviation.
+
+    With ``reg_covar`` (maximum likelihood) the scale is ``sqrt(std**2 + reg_covar)``, so that
+    ``reg_covar`` in standardised units is at most 1 whatever the data's scale (float32 cannot
+    hold ``reg_covar / std**2`` for data of scale 1e-20).
+    """
     mean, std = weighted_moments(x, w)
+    if reg_covar is not None:
+        std = np.sqrt(std**2 + float(reg_covar))
     std = np.where(std > 0, std, 1.0)
     if covariance_type == "spherical":
         std = np.full_like(std, np.sqrt(np.mean(std**2)))
     return mean, std
+
+
+def to_host(params: GMMParams) -> GMMParams:
+    """Parameters as numpy float64 arrays (host side: data units never pass through float32)."""
+    return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
 
 
 def to_std(params: GMMParams, shift, scale) -> GMMParams:

@@ -22,6 +22,7 @@ from ..core.prior import Prior, ResolvedPrior, resolve_prior
 from ._standardize import from_std as _from_std
 from ._standardize import log_jacobian as _log_jacobian
 from ._standardize import standardisation as _standardisation
+from ._standardize import to_host as _to_host
 
 __all__ = ["MAPResult", "fit_map", "default_dtype"]
 
@@ -59,6 +60,11 @@ class MAPResult:
         The standardisation ``(x - shift) / scale`` the EM ran in.
     info : EMInfo
         What every restart reported, in standardised units.
+    collapsed : ndarray of int
+        Components that collapsed (covariance singular, or less than half a sample's weight).
+    pruned : ndarray of int
+        The collapsed components that were pruned: weight exactly 0, EM re-run with the others
+        (``n_iter`` and ``history`` are then those of the re-run). A subset of ``collapsed``.
     """
 
     params: GMMParams
@@ -74,6 +80,8 @@ class MAPResult:
     shift: np.ndarray = dataclasses.field(repr=False, default=None)
     scale: np.ndarray = dataclasses.field(repr=False, default=None)
     info: EMInfo = dataclasses.field(repr=False, default=None)
+    collapsed: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, int))
+    pruned: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, int))
 
 
 def fit_map(
@@ -116,6 +124,9 @@ def fit_map(
     Returns
     -------
     MAPResult
+        Parameters in data units as numpy float64 (the EM itself runs in ``dtype`` on
+        standardised data). Components that collapsed in the best start are pruned -- weight
+        exactly 0, EM re-run with the others -- and listed in ``collapsed`` / ``pruned``.
     """
     check_covariance_type(covariance_type)
     if init_params_method not in INIT_METHODS:
@@ -129,13 +140,18 @@ def fit_map(
     w64 = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
     total_weight = float(w64.sum())
 
+    # host side: the prior and the standardisation in float64, so that data units (offsets of
+    # 1e15, scales of 1e-20 or 1e20) never pass through float32; only standardised values go to JAX
     rprior = None
     if prior is not None:
-        rprior = resolve_prior(prior, x64, n_components, covariance_type, w64, dtype)
-    shift, scale = _standardisation(x64, w64, covariance_type)
+        rprior = resolve_prior(prior, x64, n_components, covariance_type, w64, "host")
+    shift, scale = _standardisation(x64, w64, covariance_type, None if prior is not None else reg_covar)
     z = jnp.asarray((x64 - shift) / scale, dtype)
-    zprior = None if rprior is None else rprior.affine(jnp.asarray(shift, dtype), jnp.asarray(scale, dtype))
-    reg_z = jnp.asarray(np.full(d, float(reg_covar)) / scale**2, dtype)
+    zprior = None
+    if rprior is not None:
+        zprior = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), rprior.affine(shift, scale))
+    reg_z64 = np.full(d, float(reg_covar)) / scale**2
+    reg_z = jnp.asarray(reg_z64, dtype)
 
     block = block_size or default_block_size(n_components, d)
     xb, wb = to_blocks(z, jnp.asarray(w64, dtype), block)
@@ -155,24 +171,92 @@ def fit_map(
     if not finite.any():
         raise FloatingPointError(_failure_message(covariance_type, prior is None, reg_covar, n, d, n_components))
     best = int(np.argmax(np.where(finite, objs, -np.inf)))
-    params = _from_std(params_all[best], jnp.asarray(shift, dtype), jnp.asarray(scale, dtype))
+    restart_objectives = objs.copy()
+
+    best_z = _to_host(params_all[best])
+    best_info = jax.tree_util.tree_map(lambda a: np.asarray(a)[best], info)
+    n_eff = float(w64.sum() ** 2 / np.sum(w64**2))
+    collapsed = _collapsed(best_z, reg_z64 if prior is None else None, n_eff)
+    pruned = np.zeros(n_components, bool)
+    # the collapse policy: prune a collapsed component (weight exactly 0, which the EM keeps) and
+    # re-run the EM with the others from where it stopped; never every component
+    while (collapsed & ~pruned).any() and not (collapsed | pruned).all():
+        pruned |= collapsed
+        w_new = np.where(pruned, 0.0, best_z.weights)
+        start = best_z.replace(weights=w_new / w_new.sum())
+        start = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype)[None], start)
+        p1, info1 = run_em(start, xb, wb, zprior, reg_z, tol, max_iter)
+        if not (np.isfinite(np.asarray(info1.objective[0])) and bool(_all_finite(p1[0]))):
+            pruned &= ~collapsed  # the re-run failed: keep the collapsed fit, reported as such
+            break
+        best_z = _to_host(p1[0])
+        best_info = jax.tree_util.tree_map(lambda a: np.asarray(a)[0], info1)
+        collapsed = _collapsed(best_z, reg_z64 if prior is None else None, n_eff)
+    collapsed |= pruned
+
+    params = _from_std(best_z, shift, scale)  # float64 numpy, data units
     offset = _log_jacobian(params, scale, total_weight, rprior is not None)
     ll_offset = _log_jacobian(params, scale, total_weight, False)
+    n_iter_best = int(best_info.n_iter)
+    n_zero = int(np.sum(best_z.weights <= 0))
     return MAPResult(
         params=params,
-        objective=float(objs[best] + offset),
-        log_likelihood=float(np.asarray(info.log_likelihood)[best] + ll_offset),
-        converged=bool(np.asarray(info.converged)[best]),
-        n_iter=int(np.asarray(info.n_iter)[best]),
-        history=info.history[best, : int(np.asarray(info.n_iter)[best]) + 1].astype(np.float64) + offset,
-        n_empty=int(np.asarray(info.n_empty)[best]),
+        objective=float(best_info.objective + offset),
+        log_likelihood=float(best_info.log_likelihood + ll_offset),
+        converged=bool(best_info.converged),
+        n_iter=n_iter_best,
+        history=np.asarray(best_info.history[: n_iter_best + 1], np.float64) + offset,
+        n_empty=n_zero - int(np.sum(pruned)),
         best_index=best,
-        restart_objectives=objs + offset,
+        restart_objectives=restart_objectives + offset,
         prior=rprior,
         shift=shift,
         scale=scale,
         info=info,
+        collapsed=np.flatnonzero(collapsed),
+        pruned=np.flatnonzero(pruned),
     )
+
+
+def _collapsed(params_z: GMMParams, reg_z, n_eff: float) -> np.ndarray:
+    """Which components collapsed, shape (K,) bool (host, standardised units).
+
+    A component collapsed when its covariance is singular in some direction: its smallest
+    variance is below ``_COLLAPSE_VAR`` of the data's variance or, in maximum likelihood, it is
+    ``reg_covar`` alone (the smallest generalised eigenvalue of the covariance against
+    ``diag(reg_covar)`` is below ``1 + 1e-3``: the data add less than 0.1% to the floor in some
+    direction) -- or when it holds less than half a sample (positive weight, ``weight * n_eff <
+    0.5``). A tied covariance is shared: only the weight test applies.
+    """
+    ct = params_z.covariance_type
+    w = params_z.weights
+    cov = params_z.covariances()
+    reg = None if reg_z is None or np.any(np.asarray(reg_z) <= 0) else np.asarray(reg_z, np.float64)
+    if ct == "full":
+        low = np.linalg.eigvalsh(cov)[:, 0]
+        if reg is not None:
+            r = 1.0 / np.sqrt(reg)
+            rel = np.linalg.eigvalsh(r[:, None] * cov * r[None, :])[:, 0]
+    elif ct == "diag":
+        low = cov.min(axis=-1)
+        if reg is not None:
+            rel = (cov / reg).min(axis=-1)
+    elif ct == "spherical":
+        low = cov
+        if reg is not None:
+            rel = cov / reg.mean()
+    else:
+        low = np.full(w.shape, np.inf)
+        rel = np.full(w.shape, np.inf)
+    singular = low <= _COLLAPSE_VAR
+    if reg is not None:
+        singular |= rel <= 1.0 + 1e-3
+    vanishing = (w > 0) & (w * n_eff < 0.5)
+    return (w > 0) & (singular | vanishing)
+
+
+#: A component variance (in units of the data's variance) below which it counts as collapsed.
+_COLLAPSE_VAR = 1e-10
 
 
 def _all_finite(p: GMMParams):

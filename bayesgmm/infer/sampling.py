@@ -169,9 +169,10 @@ def _prepare(x, n_components, covariance_type, prior, init, sample_weight, calle
         if not np.all(np.isfinite(w64)) or np.any(w64 < 0) or w64.sum() <= 0:
             raise ValueError("sample_weight must be finite, >= 0 and not all zero.")
     dtype = default_dtype()
-    rprior = resolve_prior(prior, x64, k, covariance_type, w64, dtype)
+    # resolved and mapped in float64 on the host (data units never pass through float32)
+    rprior = resolve_prior(prior, x64, k, covariance_type, w64, "host")
     shift, scale = standardisation(x64, w64, covariance_type)
-    zprior = rprior.affine(jnp.asarray(shift, dtype), jnp.asarray(scale, dtype))
+    zprior = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), rprior.affine(shift, scale))
     z = jnp.asarray((x64 - shift) / scale, dtype)
     w = None if sample_weight is None else jnp.asarray(w64, dtype)
 
@@ -859,9 +860,8 @@ def _nuts_stats(draws, lp_std, energy, n_steps, accept, diverging, step_size, sc
 
 
 def _to_data_units(draws_z: GMMParams, problem: _Problem) -> GMMParams:
-    out = from_std(draws_z, jnp.asarray(problem.shift, problem.dtype),
-                   jnp.asarray(problem.scale, problem.dtype))
-    return jax.tree_util.tree_map(np.asarray, out)
+    host = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), draws_z)
+    return from_std(host, np.asarray(problem.shift, np.float64), np.asarray(problem.scale, np.float64))
 
 
 def _check_finite_draws(draws: GMMParams, lp, method, fix):

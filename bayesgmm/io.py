@@ -220,9 +220,9 @@ def _random_state_from_json(v, arrays):
 # ---------------------------------------------------------------------------------------------
 #: Fitted array attributes stored as they are (float64 / strings).
 _FITTED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_",
-                  "lower_bounds_", "feature_names_in_", "_shift", "_scale")
+                  "lower_bounds_", "collapsed_components_", "feature_names_in_", "_shift", "_scale")
 _FITTED_SCALARS = ("converged_", "n_iter_", "lower_bound_", "n_empty_", "n_features_in_")
-_MAP_ARRAYS = ("history", "restart_objectives", "shift", "scale")
+_MAP_ARRAYS = ("history", "restart_objectives", "shift", "scale", "collapsed", "pruned")
 _MAP_SCALARS = ("objective", "log_likelihood", "converged", "n_iter", "n_empty", "best_index")
 
 

@@ -18,6 +18,7 @@ from ..core.density import default_block_size, to_blocks
 from ..core.em import EMInfo, run_em
 from ..core.init import INIT_METHODS, init_params
 from ..core.params import GMMParams, check_covariance_type
+from ..core.sharding import data_mesh, shard_blocks, sharded_block_sum, sharded_estep
 from ..core.prior import Prior, ResolvedPrior, resolve_prior
 from ._standardize import from_std as _from_std
 from ._standardize import log_jacobian as _log_jacobian
@@ -94,6 +95,7 @@ def fit_map(
     covariances_init=None,
     block_size: int | None = None,
     dtype=None,
+    devices=None,
 ) -> MAPResult:
     """Fit a Gaussian mixture by MAP-EM (or ML-EM with ``prior=None``).
 
@@ -112,6 +114,11 @@ def fit_map(
         covariances in scikit-learn's layout for the covariance type
     block_size : rows per block of the chunked passes (default: automatic)
     dtype : float32 or float64 (default: float64 iff JAX x64 is enabled)
+    devices : None, int, sequence of jax devices or jax.sharding.Mesh
+        Devices the samples are split over (see :func:`bayesgmm.core.sharding.data_mesh`);
+        ``None`` means all local devices. Each device scans its share of the blocks and the
+        sufficient statistics are summed across devices; with one device the data are not
+        sharded at all.
 
     Returns
     -------
@@ -133,21 +140,30 @@ def fit_map(
     if prior is not None:
         rprior = resolve_prior(prior, x64, n_components, covariance_type, w64, dtype)
     shift, scale = _standardisation(x64, w64, covariance_type)
-    z = jnp.asarray((x64 - shift) / scale, dtype)
+    mesh = data_mesh(devices)
     zprior = None if rprior is None else rprior.affine(jnp.asarray(shift, dtype), jnp.asarray(scale, dtype))
     reg_z = jnp.asarray(np.full(d, float(reg_covar)) / scale**2, dtype)
 
     block = block_size or default_block_size(n_components, d)
-    xb, wb = to_blocks(z, jnp.asarray(w64, dtype), block)
+    if mesh is None:  # one device: no sharding machinery at all
+        z = jnp.asarray((x64 - shift) / scale, dtype)
+        xb, wb = to_blocks(z, jnp.asarray(w64, dtype), block)
+        estep = None
+    else:
+        np_dtype = np.dtype(dtype)
+        z = ((x64 - shift) / scale).astype(np_dtype)
+        xb, wb = shard_blocks(z, w64.astype(np_dtype), block, mesh, np_dtype)
+        estep = sharded_estep(mesh)
+    del z
 
     # restart i uses fold_in(key, i): the first start of n_init > 1 is the n_init = 1 run, so more
     # restarts can never do worse
     keys = jax.vmap(lambda i: jax.random.fold_in(rng_key, i))(jnp.arange(n_init))
-    params0 = _init_batched(keys, xb, wb, n_components, covariance_type, init_params_method, zprior, reg_z)
+    params0 = _init_batched(keys, xb, wb, n_components, covariance_type, init_params_method, zprior, reg_z, mesh)
     if weights_init is not None or means_init is not None or covariances_init is not None:
         params0 = _apply_user_init(params0, weights_init, means_init, covariances_init, shift, scale, dtype)
 
-    params_all, info = run_em(params0, xb, wb, zprior, reg_z, tol, max_iter)
+    params_all, info = run_em(params0, xb, wb, zprior, reg_z, tol, max_iter, estep=estep)
     objs = np.asarray(info.objective, dtype=np.float64)
     finite = np.isfinite(objs) & np.asarray(
         jax.vmap(lambda p: _all_finite(p))(params_all)
@@ -202,18 +218,21 @@ def _failure_message(covariance_type, ml: bool, reg_covar, n, d, k) -> str:
     )
 
 
-def _init_batched(keys, xb, wb, k, ct, method, prior, reg):
-    return _INIT_JIT(keys, xb, wb, prior, reg, k=k, ct=ct, method=method)
+def _init_batched(keys, xb, wb, k, ct, method, prior, reg, mesh=None):
+    return _INIT_JIT(keys, xb, wb, prior, reg, k=k, ct=ct, method=method, mesh=mesh)
 
 
-def _init_impl(keys, xb, wb, prior, reg, *, k, ct, method):
+def _init_impl(keys, xb, wb, prior, reg, *, k, ct, method, mesh=None):
     from ..core.em import TRACE_COUNTS
 
     TRACE_COUNTS["em_init"] = TRACE_COUNTS.get("em_init", 0) + 1
-    return jax.vmap(lambda key: init_params(key, xb, wb, k, ct, method, prior, reg))(keys)
+    if mesh is None:
+        return jax.vmap(lambda key: init_params(key, xb, wb, k, ct, method, prior, reg))(keys)
+    passes = {"estep": sharded_estep(mesh), "block_sum": sharded_block_sum(mesh)}
+    return jax.vmap(lambda key: init_params(key, xb, wb, k, ct, method, prior, reg, **passes))(keys)
 
 
-_INIT_JIT = jax.jit(_init_impl, static_argnames=("k", "ct", "method"))
+_INIT_JIT = jax.jit(_init_impl, static_argnames=("k", "ct", "method", "mesh"))
 
 
 def _apply_user_init(params0: GMMParams, weights_init, means_init, covariances_init, shift, scale, dtype):

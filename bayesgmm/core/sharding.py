@@ -1,0 +1,218 @@
+"""Data parallelism over several devices (pure JAX): a 1-D mesh, sharded data blocks, reduced passes.
+
+Samples are split across the devices of a one-axis :class:`jax.sharding.Mesh` (axis ``"data"``):
+the blocks ``xb`` of shape ``(n_blocks, block, D)`` are sharded along ``n_blocks``, each device scans
+its own blocks with the ordinary single-device pass (:func:`bayesgmm.core.density.estep_stats`),
+and the sufficient statistics -- a few arrays of shape ``(K, D, D)`` at most -- are summed across
+devices with ``psum``. Parameters are replicated. The same works across hosts once
+``jax.distributed.initialize()`` has run and the mesh holds the global devices.
+
+With one device none of this is used: callers keep today's unsharded code path.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from .density import _bucket, estep_stats
+
+__all__ = [
+    "DATA_AXIS",
+    "data_mesh",
+    "n_shards",
+    "shard_blocks",
+    "shard_rows",
+    "sharded_estep",
+    "sharded_block_sum",
+    "sharded_map_blocks",
+]
+
+#: Name of the mesh axis the samples are split along.
+DATA_AXIS = "data"
+
+
+def data_mesh(devices=None) -> Mesh | None:
+    """A one-axis mesh over ``devices``, or ``None`` when that is a single device.
+
+    Parameters
+    ----------
+    devices : None, int, sequence of jax devices, or jax.sharding.Mesh
+        ``None``: all local devices (``jax.local_devices()``); an int ``n``: the first ``n``
+        local devices; a sequence: those devices (after ``jax.distributed.initialize()``,
+        ``jax.devices()`` spans every host); a ``Mesh``: its devices, flattened into one axis.
+
+    Returns
+    -------
+    Mesh with the single axis ``"data"``, or None (one device: the unsharded path).
+    """
+    if devices is None:
+        devs = list(jax.local_devices())
+    elif isinstance(devices, Mesh):
+        devs = list(np.asarray(devices.devices).reshape(-1))
+    elif isinstance(devices, numbers.Integral) and not isinstance(devices, bool):
+        local = jax.local_devices()
+        if not 1 <= int(devices) <= len(local):
+            raise ValueError(
+                f"devices={devices} asks for {devices} devices but {len(local)} local device(s) "
+                "exist; pass an int between 1 and that, a list of jax devices, a Mesh, or None "
+                "(all local devices)."
+            )
+        devs = list(local[: int(devices)])
+    else:
+        try:
+            devs = list(devices)
+        except TypeError:
+            raise TypeError(
+                "devices must be None (all local devices), an int, a sequence of jax devices or a "
+                f"jax.sharding.Mesh; got {type(devices).__name__}."
+            ) from None
+        if not devs or not all(isinstance(d, jax.Device) for d in devs):
+            raise TypeError(
+                "devices must be a non-empty sequence of jax devices (e.g. jax.devices()[:2]); "
+                f"got {devices!r}."
+            )
+        if len(set(devs)) != len(devs):
+            raise ValueError(f"devices lists a device more than once: {devs!r}.")
+    if len(devs) == 1:
+        return None
+    return Mesh(np.asarray(devs, dtype=object), (DATA_AXIS,))
+
+
+def n_shards(mesh: Mesh | None) -> int:
+    """Number of devices the data are split over (1 without a mesh)."""
+    return 1 if mesh is None else int(mesh.devices.size)
+
+
+def _global_array(host, mesh: Mesh):
+    """A global array sharded along axis 0 from a host array that every process holds.
+
+    Each process materialises only the slices of its own devices, so this also works across hosts.
+    """
+    sharding = NamedSharding(mesh, P(DATA_AXIS))
+    return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+
+def shard_blocks(z, w, block_size: int, mesh: Mesh, dtype):
+    """Split host data into blocks sharded over the mesh's devices.
+
+    Rows keep their order (the padding, with weight 0, is at the end), so that block ``i`` of the
+    global array holds rows ``i * block`` to ``(i + 1) * block - 1``.
+
+    Parameters
+    ----------
+    z : ndarray of shape (n, D) (host)
+    w : ndarray of shape (n,) (host)
+    block_size : rows per block (at most)
+    mesh : Mesh
+    dtype : the float dtype of the passes
+
+    Returns
+    -------
+    xb : global array of shape (n_blocks, block, D), n_blocks a multiple of the device count
+    wb : global array of shape (n_blocks, block)
+    """
+    n, d = z.shape
+    s = n_shards(mesh)
+    per = -(-n // s)
+    block = max(1, min(int(block_size), _bucket(per)))
+    n_local = -(-per // block)
+    n_blocks = s * n_local
+    rows = n_blocks * block
+    zp = np.zeros((rows, d), dtype)
+    zp[:n] = z
+    wp = np.zeros((rows,), dtype)
+    wp[:n] = w
+    return (
+        _global_array(zp.reshape(n_blocks, block, d), mesh),
+        _global_array(wp.reshape(n_blocks, block), mesh),
+    )
+
+
+def shard_rows(z, n_rows: int, mesh: Mesh):
+    """Pad host rows ``z`` (n, ...) with zeros to ``n_rows`` and shard them along axis 0."""
+    zp = np.zeros((n_rows,) + z.shape[1:], z.dtype)
+    zp[: z.shape[0]] = z
+    return _global_array(zp, mesh)
+
+
+def _shard_map(fn, mesh, in_specs, out_specs):
+    # check_vma=False: the per-device scans start from replicated zeros and accumulate varying
+    # values, which is exactly what the psum at the end reduces
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+
+
+@functools.lru_cache(maxsize=None)
+def sharded_estep(mesh: Mesh):
+    """``estep_stats`` over blocks sharded along ``mesh``: per-device scans, then a ``psum``.
+
+    Returns
+    -------
+    callable ``(params, xb, wb, resp_fn=None) -> EStepStats`` with the signature and meaning of
+    :func:`bayesgmm.core.density.estep_stats`; ``resp_fn`` receives global block indices.
+    """
+
+    def estep(params, xb, wb, resp_fn=None):
+        def local(params, xb, wb):
+            fn = None
+            if resp_fn is not None:
+                offset = jax.lax.axis_index(DATA_AXIS) * xb.shape[0]
+                fn = lambda i, x: resp_fn(i + offset, x)  # noqa: E731
+            stats = estep_stats(params, xb, wb, resp_fn=fn)
+            return jax.lax.psum(stats, DATA_AXIS)
+
+        return _shard_map(local, mesh, (P(), P(DATA_AXIS), P(DATA_AXIS)), P())(params, xb, wb)
+
+    return estep
+
+
+@functools.lru_cache(maxsize=None)
+def sharded_block_sum(mesh: Mesh):
+    """A block reduction ``(fn, init, xb, wb) -> sum_i fn(x_i, w_i)`` sharded along ``mesh``.
+
+    ``fn(x, w)`` maps one block to a pytree; the result is ``init`` plus the sum over all blocks.
+    """
+
+    def block_sum(fn, init, xb, wb):
+        def local(xb, wb):
+            def body(carry, blk):
+                return jax.tree_util.tree_map(jnp.add, carry, fn(*blk)), None
+
+            zero = jax.tree_util.tree_map(jnp.zeros_like, init)
+            out, _ = jax.lax.scan(body, zero, (xb, wb))
+            return jax.lax.psum(out, DATA_AXIS)
+
+        part = _shard_map(local, mesh, (P(DATA_AXIS), P(DATA_AXIS)), P())(xb, wb)
+        return jax.tree_util.tree_map(jnp.add, init, part)
+
+    return block_sum
+
+
+def local_block_sum(fn, init, xb, wb):
+    """The single-device block reduction (a ``lax.scan``), same contract as ``sharded_block_sum``."""
+
+    def body(carry, blk):
+        return jax.tree_util.tree_map(jnp.add, carry, fn(*blk)), None
+
+    out, _ = jax.lax.scan(body, init, (xb, wb))
+    return out
+
+
+def sharded_map_blocks(fn, z, block: int, mesh: Mesh):
+    """Row-wise ``fn`` over rows sharded along ``mesh``, each device in blocks of ``block`` rows.
+
+    ``z`` has ``n_rows`` a multiple of ``block * n_devices`` (see :func:`shard_rows`).
+    """
+
+    def local(z):
+        xb = z.reshape((-1, block) + z.shape[1:])
+        out = jax.lax.map(fn, xb)
+        return out.reshape((-1,) + out.shape[2:])
+
+    return _shard_map(local, mesh, P(DATA_AXIS), P(DATA_AXIS))(z)

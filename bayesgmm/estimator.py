@@ -19,12 +19,14 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from ._validation import check_data, check_params, check_sample_weight, resolve_prior_arg, seed_from
-from .core.density import _bucket, default_block_size, log_likelihood, map_blocks, to_blocks, weighted_log_prob
+from .core.density import _bucket, default_block_size, log_likelihood, map_blocks, weighted_log_prob
 from .core.init import INIT_METHODS
 from .core.online import online_em_init, online_em_step
 from .core.params import GMMParams
-from .core.sharding import data_mesh, n_shards, shard_blocks, shard_rows, sharded_estep, sharded_map_blocks
-from .infer._standardize import from_std
+from .core.sharding import (
+    block_layout, data_mesh, n_shards, shard_blocks, shard_rows, sharded_estep, sharded_map_blocks,
+)
+from .infer._standardize import from_std, standardize_rows
 from .infer.map_em import default_dtype, fit_map
 
 __all__ = ["GaussianMixture"]
@@ -346,14 +348,18 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         zprior = None if prior is None else prior.affine(shift, scale)
         reg_z = jnp.asarray(np.full(X.shape[1], float(self.reg_covar)) / self._scale**2, dtype)
         block = default_block_size(self.n_components, X.shape[1])
-        z = (X - self._shift) / self._scale
         mesh = data_mesh(self.devices)
+        np_dtype = np.dtype(dtype)
+        blk, n_blocks = block_layout(n, block, n_shards(mesh))
+        z = standardize_rows(X, self._shift, self._scale, np_dtype, n_blocks * blk)
         if mesh is None:
-            xb, wb = to_blocks(jnp.asarray(z, dtype), jnp.asarray(w, dtype), block)
+            wp = np.zeros(n_blocks * blk, np_dtype)
+            wp[:n] = w
+            xb = jnp.asarray(z.reshape(n_blocks, blk, -1))
+            wb = jnp.asarray(wp.reshape(n_blocks, blk))
             estep = None
         else:
-            np_dtype = np.dtype(dtype)
-            xb, wb = shard_blocks(z.astype(np_dtype), w.astype(np_dtype), block, mesh, np_dtype)
+            xb, wb = shard_blocks(z, w.astype(np_dtype), block, mesh, np_dtype)
             estep = sharded_estep(mesh)
         state, info = _online_step(
             self._online, xb, wb, zprior, reg_z, jnp.asarray(t0, dtype), jnp.asarray(kappa, dtype),
@@ -572,13 +578,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             s = n_shards(mesh)
             local = min(block, _bucket(-(-n // s)))
             n_pad = -(-n // (s * local)) * s * local
-            z = ((X - self._shift) / self._scale).astype(np.dtype(dtype))
+            z = standardize_rows(X, self._shift, self._scale, dtype, n_pad)
             out = _apply_sharded(fn, params, shard_rows(z, n_pad, mesh), local, mesh)
             return np.asarray(_to_host(out)[:n], np.float64)
-        z = jnp.asarray((X - self._shift) / self._scale, dtype)
         n_pad = _padded_rows(n, block)
-        if n_pad > n:  # zero rows are harmless (standardised origin) and cut off below
-            z = jnp.concatenate([z, jnp.zeros((n_pad - n, z.shape[1]), dtype)], axis=0)
+        # zero padding rows are harmless (the standardised origin) and cut off below
+        z = jnp.asarray(standardize_rows(X, self._shift, self._scale, dtype, n_pad))
         out = _apply_in_blocks(fn, params, z, min(block, n_pad))
         return np.asarray(out[:n], np.float64)
 

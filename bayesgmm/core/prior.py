@@ -173,13 +173,23 @@ jax.tree_util.register_dataclass(
 )
 
 
+#: Rows per chunk of the host-side passes over the data (float64 temporaries stay small).
+HOST_CHUNK = 1 << 16
+
+
 def weighted_moments(x, sample_weight=None):
-    """Weighted column mean and standard deviation (numpy, float64) of ``x`` (n, D)."""
-    x = np.asarray(x, dtype=np.float64)
-    w = np.ones(x.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    """Weighted column mean and standard deviation (numpy, float64) of ``x`` (n, D).
+
+    Accumulated in float64 over chunks of ``HOST_CHUNK`` rows, so that a large float32 ``x`` (or a
+    ``numpy.memmap``) is never copied whole to float64.
+    """
+    x = np.asarray(x)
+    n = x.shape[0]
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     total = w.sum()
-    mean = (w[:, None] * x).sum(0) / total
-    var = (w[:, None] * (x - mean) ** 2).sum(0) / total
+    chunks = [slice(i, min(i + HOST_CHUNK, n)) for i in range(0, n, HOST_CHUNK)] or [slice(0, 0)]
+    mean = sum((w[c, None] * np.asarray(x[c], np.float64)).sum(0) for c in chunks) / total
+    var = sum((w[c, None] * (np.asarray(x[c], np.float64) - mean) ** 2).sum(0) for c in chunks) / total
     return mean, np.sqrt(var)
 
 

@@ -25,9 +25,11 @@ from .density import _bucket, estep_stats
 
 __all__ = [
     "DATA_AXIS",
+    "block_layout",
     "data_mesh",
     "n_shards",
     "shard_blocks",
+    "shard_blocks_from_rows",
     "shard_rows",
     "sharded_estep",
     "sharded_block_sum",
@@ -99,6 +101,16 @@ def _global_array(host, mesh: Mesh):
     return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
 
+def block_layout(n: int, block_size: int, shards: int = 1):
+    """``(block, n_blocks)`` of ``n`` rows over ``shards`` devices, ``n_blocks`` a multiple of ``shards``.
+
+    With one shard this is the layout of :func:`bayesgmm.core.density.to_blocks`.
+    """
+    per = -(-int(n) // shards)
+    block = max(1, min(int(block_size), _bucket(per)))
+    return block, shards * -(-per // block)
+
+
 def shard_blocks(z, w, block_size: int, mesh: Mesh, dtype):
     """Split host data into blocks sharded over the mesh's devices.
 
@@ -107,7 +119,7 @@ def shard_blocks(z, w, block_size: int, mesh: Mesh, dtype):
 
     Parameters
     ----------
-    z : ndarray of shape (n, D) (host)
+    z : ndarray of shape (n, D) (host), or already zero-padded to the layout's rows
     w : ndarray of shape (n,) (host)
     block_size : rows per block (at most)
     mesh : Mesh
@@ -118,15 +130,14 @@ def shard_blocks(z, w, block_size: int, mesh: Mesh, dtype):
     xb : global array of shape (n_blocks, block, D), n_blocks a multiple of the device count
     wb : global array of shape (n_blocks, block)
     """
-    n, d = z.shape
-    s = n_shards(mesh)
-    per = -(-n // s)
-    block = max(1, min(int(block_size), _bucket(per)))
-    n_local = -(-per // block)
-    n_blocks = s * n_local
+    n, d = w.shape[0], z.shape[1]
+    block, n_blocks = block_layout(n, block_size, n_shards(mesh))
     rows = n_blocks * block
-    zp = np.zeros((rows, d), dtype)
-    zp[:n] = z
+    if z.shape[0] == rows and z.dtype == np.dtype(dtype):
+        zp = z  # already padded (see bayesgmm.infer._standardize.standardize_rows): no copy
+    else:
+        zp = np.zeros((rows, d), dtype)
+        zp[:n] = z[:n]
     wp = np.zeros((rows,), dtype)
     wp[:n] = w
     return (
@@ -135,11 +146,62 @@ def shard_blocks(z, w, block_size: int, mesh: Mesh, dtype):
     )
 
 
+def shard_blocks_from_rows(x, w, shift, scale, block_size: int, mesh: Mesh, dtype):
+    """Like :func:`shard_blocks`, but each process standardises only the rows of its own devices.
+
+    ``(x - shift) / scale`` is computed (in float64, then cast to ``dtype``) slice by slice inside
+    the callback of :func:`jax.make_array_from_callback`, so no process ever holds more than its
+    share of the standardised data -- ``x`` can be a ``numpy.memmap`` that each host opens.
+
+    Parameters
+    ----------
+    x : array of shape (n, D) (host; any float dtype or a memmap)
+    w : ndarray of shape (n,)
+    shift, scale : ndarrays of shape (D,)
+    block_size, mesh, dtype : as in :func:`shard_blocks`
+
+    Returns
+    -------
+    xb : global array (n_blocks, block, D); wb : global array (n_blocks, block)
+    """
+    n, d = x.shape
+    block, n_blocks = block_layout(n, block_size, n_shards(mesh))
+    sharding = NamedSharding(mesh, P(DATA_AXIS))
+    dtype = np.dtype(dtype)
+
+    def rows_of(idx):
+        b = idx[0]
+        start, stop = (b.start or 0) * block, (n_blocks if b.stop is None else b.stop) * block
+        return start, stop
+
+    def x_cb(idx):
+        start, stop = rows_of(idx)
+        out = np.zeros((stop - start, d), dtype)
+        hi = min(stop, n)
+        if hi > start:
+            out[: hi - start] = (np.asarray(x[start:hi], np.float64) - shift) / scale
+        return out.reshape(-1, block, d)[(slice(None),) + tuple(idx[1:])]
+
+    def w_cb(idx):
+        start, stop = rows_of(idx)
+        out = np.zeros(stop - start, dtype)
+        hi = min(stop, n)
+        if hi > start:
+            out[: hi - start] = w[start:hi]
+        return out.reshape(-1, block)[(slice(None),) + tuple(idx[1:])]
+
+    xb = jax.make_array_from_callback((n_blocks, block, d), sharding, x_cb)
+    wb = jax.make_array_from_callback((n_blocks, block), sharding, w_cb)
+    return xb, wb
+
+
 def shard_rows(z, n_rows: int, mesh: Mesh):
     """Pad host rows ``z`` (n, ...) with zeros to ``n_rows`` and shard them along axis 0."""
-    zp = np.zeros((n_rows,) + z.shape[1:], z.dtype)
-    zp[: z.shape[0]] = z
-    return _global_array(zp, mesh)
+    if z.shape[0] != n_rows:
+        zp = np.zeros((n_rows,) + z.shape[1:], z.dtype)
+        zp[: z.shape[0]] = z
+        z = zp
+    return _global_array(z, mesh)
 
 
 def _shard_map(fn, mesh, in_specs, out_specs):

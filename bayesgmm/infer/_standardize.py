@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.params import GMMParams
-from ..core.prior import weighted_moments
+from ..core.prior import HOST_CHUNK, weighted_moments
 
-__all__ = ["standardisation", "to_std", "from_std", "log_jacobian"]
+__all__ = ["standardisation", "standardize_rows", "to_std", "from_std", "log_jacobian"]
 
 
 def standardisation(x, w, covariance_type):
@@ -24,6 +24,31 @@ def standardisation(x, w, covariance_type):
     if covariance_type == "spherical":
         std = np.full_like(std, np.sqrt(np.mean(std**2)))
     return mean, std
+
+
+def standardize_rows(x, shift, scale, dtype, n_rows=None):
+    """``(x - shift) / scale`` as a host array of ``dtype``, zero-padded to ``n_rows`` rows.
+
+    Computed in float64 chunk by chunk, so that peak memory is the result plus one chunk (no
+    whole-data float64 temporaries); the padding rows are zeros.
+
+    Parameters
+    ----------
+    x : array of shape (n, D) (any float dtype, or a memmap)
+    shift, scale : arrays of shape (D,)
+    dtype : numpy dtype of the result
+    n_rows : int >= n, optional (default n)
+
+    Returns
+    -------
+    ndarray of shape (n_rows, D)
+    """
+    n, d = x.shape
+    out = np.zeros((n if n_rows is None else int(n_rows), d), np.dtype(dtype))
+    for i in range(0, n, HOST_CHUNK):
+        j = min(i + HOST_CHUNK, n)
+        out[i:j] = (np.asarray(x[i:j], np.float64) - shift) / scale
+    return out
 
 
 def to_std(params: GMMParams, shift, scale) -> GMMParams:

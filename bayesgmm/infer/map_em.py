@@ -14,15 +14,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.density import default_block_size, to_blocks
+from ..core.density import default_block_size
 from ..core.em import EMInfo, run_em
 from ..core.init import INIT_METHODS, init_params
 from ..core.params import GMMParams, check_covariance_type
-from ..core.sharding import data_mesh, shard_blocks, sharded_block_sum, sharded_estep
+from ..core.sharding import block_layout, data_mesh, shard_blocks_from_rows, sharded_block_sum, sharded_estep
 from ..core.prior import Prior, ResolvedPrior, resolve_prior
 from ._standardize import from_std as _from_std
 from ._standardize import log_jacobian as _log_jacobian
 from ._standardize import standardisation as _standardisation
+from ._standardize import standardize_rows
 
 __all__ = ["MAPResult", "fit_map", "default_dtype"]
 
@@ -131,7 +132,10 @@ def fit_map(
             f"{', '.join(repr(m) for m in INIT_METHODS)}."
         )
     dtype = dtype or default_dtype()
-    x64 = np.asarray(x, dtype=np.float64)
+    # no whole-data float64 copy: the host passes below work chunk by chunk
+    x64 = np.asarray(x)
+    if x64.dtype.kind != "f":
+        x64 = x64.astype(np.float64)
     n, d = x64.shape
     w64 = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
     total_weight = float(w64.sum())
@@ -145,16 +149,20 @@ def fit_map(
     reg_z = jnp.asarray(np.full(d, float(reg_covar)) / scale**2, dtype)
 
     block = block_size or default_block_size(n_components, d)
-    if mesh is None:  # one device: no sharding machinery at all
-        z = jnp.asarray((x64 - shift) / scale, dtype)
-        xb, wb = to_blocks(z, jnp.asarray(w64, dtype), block)
+    np_dtype = np.dtype(dtype)
+    if mesh is None:  # one device: the layout of to_blocks, no sharding machinery at all
+        blk, n_blocks = block_layout(n, block)
+        # standardised and zero-padded on the host into one array of the final layout
+        z = standardize_rows(x64, shift, scale, np_dtype, n_blocks * blk)
+        wp = np.zeros(n_blocks * blk, np_dtype)
+        wp[:n] = w64
+        xb = jnp.asarray(z.reshape(n_blocks, blk, d))
+        wb = jnp.asarray(wp.reshape(n_blocks, blk))
+        del z
         estep = None
-    else:
-        np_dtype = np.dtype(dtype)
-        z = ((x64 - shift) / scale).astype(np_dtype)
-        xb, wb = shard_blocks(z, w64.astype(np_dtype), block, mesh, np_dtype)
+    else:  # each process standardises only the rows of its own devices
+        xb, wb = shard_blocks_from_rows(x64, w64, shift, scale, block, mesh, np_dtype)
         estep = sharded_estep(mesh)
-    del z
 
     # restart i uses fold_in(key, i): the first start of n_init > 1 is the n_init = 1 run, so more
     # restarts can never do worse

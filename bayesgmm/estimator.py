@@ -81,6 +81,10 @@ def _to_host(a):
     return np.asarray(multihost_utils.process_allgather(a, tiled=True))
 
 
+#: Rows per host chunk of the scoring methods on large ``X`` (rounded to whole blocks).
+_SCORE_CHUNK_ROWS = 1 << 18
+
+
 def _padded_rows(n: int, block: int) -> int:
     """Rows to pad ``n`` to: a power of two below one block, else whole blocks (few compilations)."""
     if n <= block:
@@ -581,6 +585,19 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             z = standardize_rows(X, self._shift, self._scale, dtype, n_pad)
             out = _apply_sharded(fn, params, shard_rows(z, n_pad, mesh), local, mesh)
             return np.asarray(_to_host(out)[:n], np.float64)
+        chunk = block * max(1, _SCORE_CHUNK_ROWS // block)
+        if n > chunk:
+            # large X: host chunks of one size (one compilation), so that only one chunk's
+            # standardised copy exists at a time
+            out = None
+            for i in range(0, n, chunk):
+                j = min(i + chunk, n)
+                z = jnp.asarray(standardize_rows(X[i:j], self._shift, self._scale, dtype, chunk))
+                r = np.asarray(_apply_in_blocks(fn, params, z, block))[: j - i]
+                if out is None:
+                    out = np.empty((n,) + r.shape[1:], np.float64)
+                out[i:j] = r
+            return out
         n_pad = _padded_rows(n, block)
         # zero padding rows are harmless (the standardised origin) and cut off below
         z = jnp.asarray(standardize_rows(X, self._shift, self._scale, dtype, n_pad))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -30,7 +31,8 @@ BENCHMARKS = {
     "nuts_speed": ("NUTS: min bulk-ESS per second vs a hand-written NumPyro model and PyMC",
                    ["--quick"], []),
     "vi_speed": ("VI: MAP-EM + SVI vs scikit-learn's BayesianGaussianMixture", ["--quick"], []),
-    "memory": ("Peak memory of a fit at N=2M, D=32, K=64 (float32)", [], ["--init", "kmeans"]),
+    "memory": ("Peak memory of a large fit (goal: N=2M, D=32, K=64, float32, under 2 GB)",
+               ["--n", "500000"], []),
     "vi_large": ("Minibatch VI at N=10M on a CPU", ["--quick"], []),
 }
 
@@ -108,7 +110,8 @@ def write_results(path, mode, records, started, machine):
         "# bayesgmm benchmark results",
         "",
         f"Written by `python -m bench{' --quick' if mode == 'quick' else ''}` on "
-        f"{started:%Y-%m-%d %H:%M} UTC, commit `{machine['commit']}`, mode **{mode}**.",
+        f"{machine.get('started', f'{started:%Y-%m-%d %H:%M}')} UTC, commit `{machine['commit']}`, mode **{mode}** (a section "
+        "run separately with `--only` says its own mode and time).",
         "",
         "## Conditions of this run",
         "",
@@ -125,7 +128,8 @@ def write_results(path, mode, records, started, machine):
     for name, rec in records.items():
         title = BENCHMARKS[name][0]
         lines += [f"## {title}", "",
-                  f"`{rec['cmd']}` -- {rec['seconds']:.0f} s, load {rec['load_start']} -> {rec['load_end']}"
+                  f"`{rec['cmd']}` ({rec.get('mode', mode)} mode, run {rec.get('started', '?')} UTC) -- "
+                  f"{rec['seconds']:.0f} s, load {rec['load_start']} -> {rec['load_end']}"
                   + ("" if rec["rc"] == 0 else f", **exit status {rec['rc']}**"), "", "```",
                   rec["stdout"].rstrip() or "(no output)", "```", ""]
         if rec["rc"] != 0:
@@ -150,17 +154,30 @@ def main(argv=None):
     started = datetime.datetime.now(datetime.timezone.utc)
     machine = {"cpu_model": _cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
                "python": platform.python_version(), "load_start": _loadavg(), "versions": _versions(),
-               "commit": _git_commit()}
+               "commit": _git_commit(), "started": f"{started:%Y-%m-%d %H:%M}"}
+    store = os.path.splitext(args.out)[0] + ".json"
     records = {}
+    if args.only and os.path.exists(store):  # keep the other benchmarks' last results
+        with open(store) as f:
+            previous = json.load(f)
+        records = {k: v for k, v in previous.get("records", {}).items() if k in BENCHMARKS}
+        machine = previous.get("machine", machine) | {"versions": machine["versions"]}
     for name in names:
         _, quick, full = BENCHMARKS[name]
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         records[name] = run_one(name, quick if args.quick else full, args.timeout)
+        records[name]["mode"] = mode
+        records[name]["started"] = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}"
         print(records[name]["stdout"], flush=True)
         print(f"[bench] {name}: exit {records[name]['rc']} in {records[name]['seconds']:.0f} s",
               file=sys.stderr, flush=True)
-    machine["load_end"] = _loadavg()
-    write_results(args.out, mode, records, started, machine)
+    if not args.only:
+        machine["load_end"] = _loadavg()
+    ordered = {k: records[k] for k in BENCHMARKS if k in records}
+    write_results(args.out, mode if not args.only else machine.get("mode", mode), ordered, started, machine)
+    machine.setdefault("mode", mode)
+    with open(store, "w") as f:
+        json.dump({"machine": machine, "records": ordered}, f, indent=1)
     print(f"[bench] wrote {args.out}", file=sys.stderr)
     return 0 if all(r["rc"] == 0 for r in records.values()) else 1
 

@@ -35,9 +35,9 @@ import warnings
 
 import numpy as np
 
-QUICK = {"n": [5_000, 20_000, 80_000], "k": [2, 4, 8], "d": [2, 4, 8], "base": (20_000, 4, 4), "iters": 6}
+QUICK = {"n": [5_000, 20_000, 80_000], "k": [2, 4, 8], "d": [2, 4, 8], "base": (20_000, 4, 4), "iters": 21}
 FULL = {"n": [10_000, 100_000, 1_000_000], "k": [4, 8, 16, 32], "d": [4, 8, 16, 32],
-        "base": (100_000, 8, 8), "iters": 11}
+        "base": (100_000, 8, 8), "iters": 21}
 
 
 def make_data(n, d, k, seed=0):
@@ -111,6 +111,7 @@ def compile_and_recompiles(n, d, k):
         t0 = time.perf_counter()
         gm = GaussianMixture(k, random_state=0).fit(x)
         gm.score_samples(x)
+        gm.predict_proba(x)
         times.append(time.perf_counter() - t0)
     before = dict(TRACE_COUNTS)
     caches = lambda: {f: getattr(est_mod, f)._cache_size() for f in ("_apply_in_blocks",)}  # noqa: E731
@@ -154,7 +155,7 @@ def report(rows, comp):
                      f"sklearn {slope(xs, [r[3]['sklearn'] for r in rows[axis]]):.2f}")
         lines.append("")
     n, d, k = comp["shape"]
-    lines.append(f"compile time of the first call (GaussianMixture.fit + score_samples, N={n}, D={d}, K={k}): "
+    lines.append(f"compile time of the first call (GaussianMixture.fit + score_samples + predict_proba, N={n}, D={d}, K={k}): "
                  f"first {comp['first_call_s']:.2f} s, second (cached) {comp['second_call_s']:.2f} s, "
                  f"compile ~{comp['compile_s']:.2f} s")
     new = {key: v for key, v in comp["new_traces"].items() if v}
@@ -167,7 +168,7 @@ def report(rows, comp):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", type=str, default=None)
     args = ap.parse_args(argv)
     cfg = QUICK if args.quick else FULL

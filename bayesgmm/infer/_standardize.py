@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.params import GMMParams
-from ..core.prior import HOST_CHUNK, weighted_moments
+from ..core import prior as _prior
+from ..core.prior import weighted_moments
 
 __all__ = ["standardisation", "standardize_rows", "to_std", "from_std", "log_jacobian"]
 
@@ -45,8 +46,9 @@ def standardize_rows(x, shift, scale, dtype, n_rows=None):
     """
     n, d = x.shape
     out = np.zeros((n if n_rows is None else int(n_rows), d), np.dtype(dtype))
-    for i in range(0, n, HOST_CHUNK):
-        j = min(i + HOST_CHUNK, n)
+    chunk = _prior.HOST_CHUNK
+    for i in range(0, n, chunk):
+        j = min(i + chunk, n)
         out[i:j] = (np.asarray(x[i:j], np.float64) - shift) / scale
     return out
 

@@ -307,7 +307,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
         Chunks can come from a generator or from slices of a ``numpy.memmap``
         (``gm.partial_fit(mm[i:i + chunk])``); only the current chunk is held in memory.
-        Chunks of one size share one compilation.
+        Chunks of one size share one compilation. After an update, ``lower_bound_`` is the
+        chunk's mean log-likelihood at the parameters before the update, and ``n_steps_``
+        counts the chunks seen; ``converged_`` and ``n_iter_`` remain those of the first fit.
 
         Parameters
         ----------

@@ -125,10 +125,11 @@ def write_results(path, mode, records, started, machine):
         "- thread settings: library defaults (the runner sets no thread variables).",
         "",
     ]
-    for name, rec in records.items():
-        title = BENCHMARKS[name][0]
+    for key, rec in records.items():
+        name, _, extra = key.partition(":")
+        title = BENCHMARKS[name][0] + (f" ({extra} mode)" if extra else "")
         lines += [f"## {title}", "",
-                  f"`{rec['cmd']}` ({rec.get('mode', mode)} mode, run {rec.get('started', '?')} UTC) -- "
+                  f"`{rec['cmd']}` ({rec.get('mode', mode)} mode, started {rec.get('started', '?')} UTC) -- "
                   f"{rec['seconds']:.0f} s, load {rec['load_start']} -> {rec['load_end']}"
                   + ("" if rec["rc"] == 0 else f", **exit status {rec['rc']}**"), "", "```",
                   rec["stdout"].rstrip() or "(no output)", "```", ""]
@@ -145,6 +146,8 @@ def main(argv=None):
     ap.add_argument("--only", type=str, default=None, help="comma-separated subset of " + ",".join(BENCHMARKS))
     ap.add_argument("--out", type=str, default=os.path.join(HERE, "RESULTS.md"))
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per benchmark")
+    ap.add_argument("--rewrite", action="store_true",
+                    help="only rewrite RESULTS.md from the stored results (bench/RESULTS.json)")
     args = ap.parse_args(argv)
     names = list(BENCHMARKS) if not args.only else [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -157,24 +160,29 @@ def main(argv=None):
                "commit": _git_commit(), "started": f"{started:%Y-%m-%d %H:%M}"}
     store = os.path.splitext(args.out)[0] + ".json"
     records = {}
-    if args.only and os.path.exists(store):  # keep the other benchmarks' last results
+    if (args.only or args.rewrite) and os.path.exists(store):  # keep the others' last results
         with open(store) as f:
             previous = json.load(f)
-        records = {k: v for k, v in previous.get("records", {}).items() if k in BENCHMARKS}
+        records = {k: v for k, v in previous.get("records", {}).items() if k.partition(":")[0] in BENCHMARKS}
         machine = previous.get("machine", machine) | {"versions": machine["versions"]}
+    if args.rewrite:
+        names = []
     for name in names:
         _, quick, full = BENCHMARKS[name]
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-        records[name] = run_one(name, quick if args.quick else full, args.timeout)
-        records[name]["mode"] = mode
-        records[name]["started"] = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}"
+        t_start = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}"
+        # a section run in the other mode than the stored file's is kept next to it
+        key = name if mode == machine.get("mode", mode) else f"{name}:{mode}"
+        records[key] = run_one(name, quick if args.quick else full, args.timeout)
+        records[key]["mode"] = mode
+        records[key]["started"] = t_start
         print(records[name]["stdout"], flush=True)
         print(f"[bench] {name}: exit {records[name]['rc']} in {records[name]['seconds']:.0f} s",
               file=sys.stderr, flush=True)
-    if not args.only:
+    if not (args.only or args.rewrite):
         machine["load_end"] = _loadavg()
-    ordered = {k: records[k] for k in BENCHMARKS if k in records}
-    write_results(args.out, mode if not args.only else machine.get("mode", mode), ordered, started, machine)
+    ordered = {k: records[k] for b in BENCHMARKS for k in sorted(records) if k.partition(":")[0] == b}
+    write_results(args.out, machine.get("mode", mode), ordered, started, machine)
     machine.setdefault("mode", mode)
     with open(store, "w") as f:
         json.dump({"machine": machine, "records": ordered}, f, indent=1)

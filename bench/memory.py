@@ -39,7 +39,11 @@ def _peak_mb():
 
 
 def _worker(n, d, k, iters, init):
+    import faulthandler
+    import signal
     import warnings
+
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints where a long run is
 
     import numpy as np
 
@@ -77,7 +81,7 @@ def run(n, d, k, iters=2, init="kmeans"):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

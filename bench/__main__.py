@@ -130,7 +130,7 @@ def write_results(path, mode, records, started, machine):
         title = BENCHMARKS[name][0] + (f" ({extra} mode)" if extra else "")
         lines += [f"## {title}", "",
                   f"`{rec['cmd']}` ({rec.get('mode', mode)} mode, started {rec.get('started', '?')} UTC) -- "
-                  f"{rec["seconds"]:.0f} s, load {rec["load_start"]} -> {rec["load_end"]}"
+                  f"{rec['seconds']:.0f} s, load {rec['load_start']} -> {rec['load_end']}"
                   + ("" if rec["rc"] == 0 else f", **exit status {rec['rc']}**"), "", "```",
                   rec["stdout"].rstrip() or "(no output)", "```", ""]
         if rec["rc"] != 0:

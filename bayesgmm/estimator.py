@@ -27,9 +27,14 @@ from ._validation import (
     resolve_prior_arg,
     seed_from,
 )
-from .core.density import default_block_size, log_likelihood, map_blocks, weighted_log_prob
+from .core.density import _bucket, default_block_size, log_likelihood, map_blocks, weighted_log_prob
 from .core.init import INIT_METHODS
+from .core.online import online_em_init, online_em_step
 from .core.params import GMMParams
+from .core.sharding import (
+    block_layout, data_mesh, n_shards, shard_blocks, shard_rows, sharded_estep, sharded_map_blocks,
+)
+from .infer._standardize import from_std, standardize_rows
 from .infer.map_em import default_dtype, fit_map
 
 __all__ = ["GaussianMixture", "CollapsedComponentWarning"]
@@ -65,6 +70,31 @@ def _logprob_block(params: GMMParams, x):
 @functools.partial(jax.jit, static_argnames=("fn", "block"))
 def _apply_in_blocks(fn, params, z, block):
     return map_blocks(lambda xb: fn(params, xb), z, block)
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "block", "mesh"))
+def _apply_sharded(fn, params, z, block, mesh):
+    return sharded_map_blocks(lambda xb: fn(params, xb), z, block, mesh)
+
+
+@functools.partial(jax.jit, static_argnames=("estep",))
+def _online_step(state, xb, wb, prior, reg_covar, t0, kappa, estep=None):
+    if estep is None:
+        return online_em_step(state, xb, wb, prior, reg_covar, t0, kappa)
+    return online_em_step(state, xb, wb, prior, reg_covar, t0, kappa, estep=estep)
+
+
+def _to_host(a):
+    """A (possibly multi-host) global array as a numpy array on every process."""
+    if getattr(a, "is_fully_addressable", True):
+        return np.asarray(a)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+
+#: Rows per host chunk of the scoring methods on large ``X`` (rounded to whole blocks).
+_SCORE_CHUNK_ROWS = 1 << 18
 
 
 def _padded_rows(n: int, block: int) -> int:
@@ -138,6 +168,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Start ``fit`` from the last solution (``n_init`` is then ignored).
     verbose : int, default=0
         Print a summary of each fit when > 0.
+    devices : None, int, sequence of jax devices or jax.sharding.Mesh, default=None
+        Devices that ``fit``, ``partial_fit`` and the scoring methods split the samples over
+        (data parallel: each device passes over its share of the rows, the sufficient statistics
+        are summed across devices). ``None`` means all local devices; an int ``n`` the first
+        ``n`` local devices; after ``jax.distributed.initialize()``, ``jax.devices()`` spans
+        several hosts. With a single device the data are not sharded.
+    learning_decay : float, default=0.6
+        ``kappa`` of the step sizes ``rho_t = (t + learning_offset) ** (-kappa)`` of
+        :meth:`partial_fit` (stepwise online EM), in ``(0.5, 1]``; ``1`` with
+        ``learning_offset=1`` averages all chunks equally, smaller values forget early chunks
+        (whose statistics were computed at worse parameters) faster.
+    learning_offset : float, default=1.0
+        ``t0 >= 0`` of the step-size schedule of :meth:`partial_fit`; larger values make the
+        first updates smaller.
 
     Attributes
     ----------
@@ -163,8 +207,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         weight exactly 0, EM re-run with the others -- and a
         :class:`CollapsedComponentWarning` says so; empty when nothing collapsed.
     map_result_ : bayesgmm.infer.MAPResult
-        Everything the EM run reported (all restarts). After :func:`bayesgmm.load` its ``info``
-        (per-restart diagnostics in standardised units) is None; everything else is restored.
+        Everything the EM run reported (all restarts); after :meth:`partial_fit`, that of the
+        fit of the first chunk. After :func:`bayesgmm.load` its ``info`` (per-restart
+        diagnostics in standardised units) is None; everything else is restored.
+    n_steps_ : int
+        Chunks processed by :meth:`partial_fit` (0 after ``fit``).
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Defined when ``X`` has string column names.
@@ -199,6 +246,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         random_state=None,
         warm_start=False,
         verbose=0,
+        devices=None,
+        learning_decay=0.6,
+        learning_offset=1.0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -214,6 +264,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
+        self.devices = devices
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------------------------------
     def __sklearn_tags__(self):
@@ -286,6 +339,104 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         X = self._fit(X, sample_weight)
         return self._predict_checked(X)
 
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the mixture with one chunk of data by stepwise online EM.
+
+        The first call (on an unfitted estimator) fits the chunk with :meth:`fit` -- its
+        initialisation, ``n_init`` restarts and prior, which is resolved from that chunk -- and
+        its standardisation becomes the frame of all later updates. Each later call takes one
+        stepwise-EM step (Cappé & Moulines 2009; Liang & Klein 2009; see
+        :mod:`bayesgmm.core.online`): the running sufficient statistics per unit weight move
+        towards the chunk's by ``rho_t = (t + learning_offset) ** (-learning_decay)``,
+        ``t = 1, 2, ...``, then one M-step with the same prior (MAP) or maximum likelihood
+        (``prior=None``) weighs them by all the sample weight seen so far. After :meth:`fit`,
+        the first call continues from the fitted parameters, counting the fit's data as seen.
+
+        Chunks can come from a generator or from slices of a ``numpy.memmap``
+        (``gm.partial_fit(mm[i:i + chunk])``); only the current chunk is held in memory.
+        Chunks of one size share one compilation. After an update, ``lower_bound_`` is the
+        chunk's mean log-likelihood at the parameters before the update, and ``n_steps_``
+        counts the chunks seen; ``converged_`` and ``n_iter_`` remain those of the first fit.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One chunk; ``n_features`` must be the same for every chunk.
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self : GaussianMixture
+        """
+        kappa, t0 = self.learning_decay, self.learning_offset
+        for name, value, ok, rule in (
+            ("learning_decay", kappa, lambda v: 0.5 < v <= 1.0, "in (0.5, 1]"),
+            ("learning_offset", t0, lambda v: v >= 0.0, ">= 0"),
+        ):
+            if (
+                isinstance(value, (bool, np.bool_))
+                or not isinstance(value, (int, float, np.integer, np.floating))
+                or not np.isfinite(value)
+                or not ok(float(value))
+            ):
+                raise ValueError(
+                    f"{name} must be a number {rule} (the step sizes of partial_fit are "
+                    f"(t + learning_offset) ** -learning_decay), got {value!r}."
+                )
+        if not hasattr(self, "weights_"):
+            self._fit(X, sample_weight)
+            self.n_steps_ = 1
+            return self
+        X = self._check_X(X)
+        n = X.shape[0]
+        w = check_sample_weight(sample_weight, n)
+        w = np.ones(n) if w is None else w
+        dtype = default_dtype()
+        if getattr(self, "_online", None) is None:
+            self._online = online_em_init(self._std_params(), self._fit_weight)
+        prior = self.map_result_.prior
+        shift = jnp.asarray(self._shift, dtype)
+        scale = jnp.asarray(self._scale, dtype)
+        zprior = None if prior is None else prior.affine(shift, scale)
+        reg_z = jnp.asarray(np.full(X.shape[1], float(self.reg_covar)) / self._scale**2, dtype)
+        block = default_block_size(self.n_components, X.shape[1])
+        mesh = data_mesh(self.devices)
+        np_dtype = np.dtype(dtype)
+        blk, n_blocks = block_layout(n, block, n_shards(mesh))
+        z = standardize_rows(X, self._shift, self._scale, np_dtype, n_blocks * blk)
+        if mesh is None:
+            wp = np.zeros(n_blocks * blk, np_dtype)
+            wp[:n] = w
+            xb = jnp.asarray(z.reshape(n_blocks, blk, -1))
+            wb = jnp.asarray(wp.reshape(n_blocks, blk))
+            estep = None
+        else:
+            xb, wb = shard_blocks(z, w.astype(np_dtype), block, mesh, np_dtype)
+            estep = sharded_estep(mesh)
+        state, info = _online_step(
+            self._online, xb, wb, zprior, reg_z, jnp.asarray(t0, dtype), jnp.asarray(kappa, dtype),
+            estep=estep,
+        )
+        leaves = jax.tree_util.tree_leaves(state.params)
+        if not all(bool(jnp.all(jnp.isfinite(a))) for a in leaves):
+            raise FloatingPointError(
+                "partial_fit produced non-finite parameters (a covariance became singular). "
+                "Use larger chunks, a larger learning_offset (smaller first steps), fewer "
+                "components, or the default prior instead of prior=None."
+            )
+        self._online = state
+        params = from_std(state.params, shift, scale)
+        self.weights_ = np.asarray(params.weights, np.float64)
+        self.means_ = np.asarray(params.means, np.float64)
+        self.covariances_ = np.asarray(params.covariances(), np.float64)
+        self.precisions_cholesky_ = np.asarray(params.precisions_cholesky(), np.float64)
+        self.precisions_ = np.asarray(params.precisions(), np.float64)
+        # mean log-likelihood of this chunk at the parameters before the update (data units)
+        self.lower_bound_ = float(info.log_likelihood / info.chunk_weight) - float(np.sum(np.log(self._scale)))
+        self.n_steps_ = getattr(self, "n_steps_", 0) + 1
+        return self
+
     def _fit(self, X, sample_weight):
         check_params(self, INIT_METHODS)
         prior = resolve_prior_arg(self.prior)
@@ -327,9 +478,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             reg_covar=self.reg_covar,
             n_init=n_init,
             init_params_method=self.init_params,
+            devices=self.devices,
             **inits,
         )
         self._store(result, n if w is None else float(w.sum()))
+        self.n_steps_ = 0
+        self._online = None  # a later partial_fit continues from this fit
         if not result.converged:
             warnings.warn(
                 f"EM did not converge within max_iter={self.max_iter} iterations "
@@ -401,6 +555,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.lower_bounds_ = np.asarray(result.history, np.float64) / total_weight
         self.n_empty_ = int(result.n_empty)
         self.collapsed_components_ = np.asarray(result.collapsed, dtype=int)
+        self._fit_weight = float(total_weight)
         # scoring runs in the standardised frame of the fit (float32 safety)
         self._shift = np.asarray(result.shift, np.float64)
         self._scale = np.asarray(result.scale, np.float64)
@@ -580,13 +735,33 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _blocks(self, fn, X):
         dtype = default_dtype()
-        z = jnp.asarray((X - self._shift) / self._scale, dtype)
         params = self._std_params()
         n = X.shape[0]
         block = default_block_size(self.n_components, X.shape[1])
+        mesh = data_mesh(self.devices)
+        if mesh is not None:  # rows split over the devices, each passes over its share in blocks
+            s = n_shards(mesh)
+            local = min(block, _bucket(-(-n // s)))
+            n_pad = -(-n // (s * local)) * s * local
+            z = standardize_rows(X, self._shift, self._scale, dtype, n_pad)
+            out = _apply_sharded(fn, params, shard_rows(z, n_pad, mesh), local, mesh)
+            return np.asarray(_to_host(out)[:n], np.float64)
+        chunk = block * max(1, _SCORE_CHUNK_ROWS // block)
+        if n > chunk:
+            # large X: host chunks of one size (one compilation), so that only one chunk's
+            # standardised copy exists at a time
+            out = None
+            for i in range(0, n, chunk):
+                j = min(i + chunk, n)
+                z = jnp.asarray(standardize_rows(X[i:j], self._shift, self._scale, dtype, chunk))
+                r = np.asarray(_apply_in_blocks(fn, params, z, block))[: j - i]
+                if out is None:
+                    out = np.empty((n,) + r.shape[1:], np.float64)
+                out[i:j] = r
+            return out
         n_pad = _padded_rows(n, block)
-        if n_pad > n:  # zero rows are harmless (standardised origin) and cut off below
-            z = jnp.concatenate([z, jnp.zeros((n_pad - n, z.shape[1]), dtype)], axis=0)
+        # zero padding rows are harmless (the standardised origin) and cut off below
+        z = jnp.asarray(standardize_rows(X, self._shift, self._scale, dtype, n_pad))
         out = _apply_in_blocks(fn, params, z, min(block, n_pad))
         return np.asarray(out[:n], np.float64)
 

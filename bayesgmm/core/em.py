@@ -15,6 +15,7 @@ the prior values -- are traced: changing them never recompiles.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -359,9 +360,13 @@ def em_init(params: GMMParams) -> EMState:
     return EMState(params, jnp.asarray(-jnp.inf, dtype), jnp.asarray(0, jnp.int32), jnp.asarray(False))
 
 
-def em_step(state: EMState, xb, wb, prior, reg_covar, tol, total_weight):
-    """One EM iteration: E-step at ``state.params`` (whose objective it returns), then M-step."""
-    stats = estep_stats(state.params, xb, wb)
+def em_step(state: EMState, xb, wb, prior, reg_covar, tol, total_weight, estep=estep_stats):
+    """One EM iteration: E-step at ``state.params`` (whose objective it returns), then M-step.
+
+    ``estep`` is the pass over the data blocks (default :func:`estep_stats`; the sharded pass of
+    :func:`bayesgmm.core.sharding.sharded_estep` for data split across devices).
+    """
+    stats = estep(state.params, xb, wb)
     obj = objective(state.params, stats, prior)
     new_params = m_step(state.params, stats, prior, reg_covar)
     change = (obj - state.prev_objective) / total_weight
@@ -369,7 +374,7 @@ def em_step(state: EMState, xb, wb, prior, reg_covar, tol, total_weight):
     return EMState(new_params, obj, state.n_iter + 1, converged), obj
 
 
-def _em_segment(state: EMState, xb, wb, prior, reg_covar, tol, max_iter):
+def _em_segment(state: EMState, xb, wb, prior, reg_covar, tol, max_iter, estep=estep_stats):
     """Run up to ``SEGMENT`` iterations (stopping at convergence or ``max_iter``)."""
     TRACE_COUNTS["em_segment"] += 1
     total = jnp.sum(wb)
@@ -384,16 +389,16 @@ def _em_segment(state: EMState, xb, wb, prior, reg_covar, tol, max_iter):
 
     def body(c):
         s, h = c
-        s2, obj = em_step(s, xb, wb, prior, reg_covar, tol, total)
+        s2, obj = em_step(s, xb, wb, prior, reg_covar, tol, total, estep)
         h = h.at[s.n_iter - start].set(obj)
         return s2, h
 
     return jax.lax.while_loop(cond, body, (state, hist))
 
 
-def _final_pass(params: GMMParams, xb, wb, prior):
+def _final_pass(params: GMMParams, xb, wb, prior, estep=estep_stats):
     TRACE_COUNTS["em_objective"] += 1
-    stats = estep_stats(params, xb, wb)
+    stats = estep(params, xb, wb)
     return objective(params, stats, prior), stats.loglik
 
 
@@ -401,7 +406,15 @@ _em_segment_batched = jax.jit(jax.vmap(_em_segment, in_axes=(0, None, None, None
 _final_pass_batched = jax.jit(jax.vmap(_final_pass, in_axes=(0, None, None, None)))
 
 
-def run_em(params0: GMMParams, xb, wb, prior: ResolvedPrior | None, reg_covar, tol, max_iter):
+@functools.lru_cache(maxsize=None)
+def _batched_runners(estep):
+    """Jitted, restart-batched segment and final pass for another E-step (e.g. a sharded one)."""
+    seg = jax.jit(jax.vmap(functools.partial(_em_segment, estep=estep), in_axes=(0,) + (None,) * 6))
+    fin = jax.jit(jax.vmap(functools.partial(_final_pass, estep=estep), in_axes=(0, None, None, None)))
+    return seg, fin
+
+
+def run_em(params0: GMMParams, xb, wb, prior: ResolvedPrior | None, reg_covar, tol, max_iter, estep=None):
     """Run EM from (possibly batched) starting parameters until convergence or ``max_iter``.
 
     Parameters
@@ -411,6 +424,10 @@ def run_em(params0: GMMParams, xb, wb, prior: ResolvedPrior | None, reg_covar, t
     prior : ResolvedPrior or None
     reg_covar : array (D,)
     tol, max_iter : numbers (traced)
+    estep : callable, optional
+        The pass over the blocks, ``(params, xb, wb) -> EStepStats``; default
+        :func:`bayesgmm.core.density.estep_stats`. For blocks sharded over devices pass
+        ``bayesgmm.core.sharding.sharded_estep(mesh)``.
 
     Returns
     -------
@@ -422,7 +439,10 @@ def run_em(params0: GMMParams, xb, wb, prior: ResolvedPrior | None, reg_covar, t
     max_iter = jnp.asarray(max_iter, jnp.int32)
     reg_covar = jnp.asarray(reg_covar, dtype)
     state = jax.vmap(em_init)(params0)
-    seg = _em_segment_batched
+    if estep is None:
+        seg, fin = _em_segment_batched, _final_pass_batched
+    else:
+        seg, fin = _batched_runners(estep)
     histories = []
     while True:
         state, hist = seg(state, xb, wb, prior, reg_covar, tol, max_iter)
@@ -434,7 +454,7 @@ def run_em(params0: GMMParams, xb, wb, prior: ResolvedPrior | None, reg_covar, t
         )
         if done.all():
             break
-    final_obj, final_ll = _final_pass_batched(state.params, xb, wb, prior)
+    final_obj, final_ll = fin(state.params, xb, wb, prior)
     n_iter = np.asarray(state.n_iter)
     hist = np.concatenate(histories, axis=1)
     width = int(n_iter.max()) + 1

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from .density import estep_stats
 from .em import m_step
 from .params import GMMParams
+from .sharding import local_block_sum
 
 __all__ = ["INIT_METHODS", "kmeans_plus_plus", "kmeans", "init_params"]
 
@@ -58,20 +59,24 @@ def kmeans_plus_plus(key, x, w, n_components: int):
     return centres
 
 
-def kmeans(key, xb, wb, n_components: int, max_iter: int = _KMEANS_MAX_ITER, tol=1e-4):
-    """Weighted Lloyd iterations from k-means++ seeds, in blocks. Returns centres (K, D)."""
+def kmeans(key, xb, wb, n_components: int, max_iter: int = _KMEANS_MAX_ITER, tol=1e-4, block_sum=None):
+    """Weighted Lloyd iterations from k-means++ seeds, in blocks. Returns centres (K, D).
+
+    ``block_sum`` is the reduction over blocks (default: a ``lax.scan``; for blocks sharded over
+    devices, :func:`bayesgmm.core.sharding.sharded_block_sum`).
+    """
     d = xb.shape[-1]
     centres = kmeans_plus_plus(key, xb.reshape(-1, d), wb.reshape(-1), n_components)
+    block_sum = block_sum or local_block_sum
 
     def lloyd(c):
-        def body(carry, blk):
-            x, w = blk
+        def blk(x, w):
             lab = jnp.argmin(_sq_dist(x, c), axis=-1)
             oh = jax.nn.one_hot(lab, n_components, dtype=x.dtype) * w[:, None]
-            return (carry[0] + oh.sum(0), carry[1] + oh.T @ x), None
+            return oh.sum(0), oh.T @ x
 
         init = (jnp.zeros(n_components, xb.dtype), jnp.zeros((n_components, d), xb.dtype))
-        (cnt, sums), _ = jax.lax.scan(body, init, (xb, wb))
+        cnt, sums = block_sum(blk, init, xb, wb)
         new = jnp.where(cnt[:, None] > 0, sums / jnp.where(cnt > 0, cnt, 1.0)[:, None], c)
         return new
 
@@ -101,7 +106,10 @@ def _unit_params(centres, n_components, covariance_type, dtype):
     return GMMParams(w, centres, jnp.ones((k,), dtype), None, "spherical")
 
 
-def init_params(key, xb, wb, n_components: int, covariance_type: str, method: str, prior, reg_covar):
+def init_params(
+    key, xb, wb, n_components: int, covariance_type: str, method: str, prior, reg_covar,
+    estep=estep_stats, block_sum=None,
+):
     """Starting parameters for one EM run.
 
     Parameters
@@ -113,6 +121,8 @@ def init_params(key, xb, wb, n_components: int, covariance_type: str, method: st
     method : one of ``INIT_METHODS``
     prior : ResolvedPrior or None
     reg_covar : (D,)
+    estep, block_sum : the passes over the blocks (defaults: single device; see
+        :mod:`bayesgmm.core.sharding` for blocks sharded over devices)
 
     Returns
     -------
@@ -123,7 +133,7 @@ def init_params(key, xb, wb, n_components: int, covariance_type: str, method: st
     k = n_components
     if method in ("kmeans", "k-means++"):
         if method == "kmeans":
-            centres = kmeans(key, xb, wb, k)
+            centres = kmeans(key, xb, wb, k, block_sum=block_sum)
         else:
             centres = kmeans_plus_plus(key, xb.reshape(-1, d), wb.reshape(-1), k)
 
@@ -152,5 +162,5 @@ def init_params(key, xb, wb, n_components: int, covariance_type: str, method: st
     else:
         raise ValueError(f"unknown init method {method!r}")
     params0 = _unit_params(centres, k, covariance_type, dtype)
-    stats = estep_stats(params0, xb, wb, resp_fn=resp_fn)
+    stats = estep(params0, xb, wb, resp_fn=resp_fn)
     return m_step(params0, stats, prior, reg_covar, start=True)

@@ -177,22 +177,34 @@ jax.tree_util.register_dataclass(
 )
 
 
+#: Rows per chunk of the host-side passes over the data (float64 temporaries stay small).
+HOST_CHUNK = 1 << 16
+
+
 def weighted_moments(x, sample_weight=None):
-    """Weighted column mean and standard deviation (numpy, float64) of ``x`` (n, D)."""
-    x = np.asarray(x, dtype=np.float64)
-    w = np.ones(x.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    """Weighted column mean and standard deviation (numpy, float64) of ``x`` (n, D).
+
+    Accumulated in float64 over chunks of ``HOST_CHUNK`` rows, so that a large float32 ``x`` (or a
+    ``numpy.memmap``) is never copied whole to float64.
+    """
+    x = np.asarray(x)
+    n = x.shape[0]
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     total = w.sum()
-    if x.shape[0] == 0:
+    if n == 0:
         return np.full(x.shape[1], np.nan), np.full(x.shape[1], np.nan)
+    chunks = [slice(i, min(i + HOST_CHUNK, n)) for i in range(0, n, HOST_CHUNK)]
     # about a data row and scaled to [-1, 1]: a constant feature gives exactly 0, and no square can
     # overflow (values of 1e150 lose nothing)
-    ref = x[0]
-    dev = x - ref
-    amax = np.max(np.abs(dev), axis=0)
+    ref = np.asarray(x[0], np.float64)
+
+    def dev(c):
+        return np.asarray(x[c], np.float64) - ref
+
+    amax = np.max([np.max(np.abs(dev(c)), axis=0) for c in chunks], axis=0)
     amax = np.where(amax > 0, amax, 1.0)
-    u = dev / amax
-    mean_u = (w[:, None] * u).sum(0) / total
-    var_u = (w[:, None] * (u - mean_u) ** 2).sum(0) / total
+    mean_u = sum((w[c, None] * (dev(c) / amax)).sum(0) for c in chunks) / total
+    var_u = sum((w[c, None] * (dev(c) / amax - mean_u) ** 2).sum(0) for c in chunks) / total
     return ref + mean_u * amax, np.sqrt(var_u) * amax
 
 

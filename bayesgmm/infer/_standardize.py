@@ -13,9 +13,10 @@ import jax
 import numpy as np
 
 from ..core.params import GMMParams
+from ..core import prior as _prior
 from ..core.prior import weighted_moments
 
-__all__ = ["standardisation", "to_std", "from_std", "log_jacobian", "to_host"]
+__all__ = ["standardisation", "standardize_rows", "to_std", "from_std", "log_jacobian", "to_host"]
 
 
 def standardisation(x, w, covariance_type, reg_covar=None):
@@ -37,6 +38,32 @@ def standardisation(x, w, covariance_type, reg_covar=None):
 def to_host(params: GMMParams) -> GMMParams:
     """Parameters as numpy float64 arrays (host side: data units never pass through float32)."""
     return jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+
+
+def standardize_rows(x, shift, scale, dtype, n_rows=None):
+    """``(x - shift) / scale`` as a host array of ``dtype``, zero-padded to ``n_rows`` rows.
+
+    Computed in float64 chunk by chunk, so that peak memory is the result plus one chunk (no
+    whole-data float64 temporaries); the padding rows are zeros.
+
+    Parameters
+    ----------
+    x : array of shape (n, D) (any float dtype, or a memmap)
+    shift, scale : arrays of shape (D,)
+    dtype : numpy dtype of the result
+    n_rows : int >= n, optional (default n)
+
+    Returns
+    -------
+    ndarray of shape (n_rows, D)
+    """
+    n, d = x.shape
+    out = np.zeros((n if n_rows is None else int(n_rows), d), np.dtype(dtype))
+    chunk = _prior.HOST_CHUNK
+    for i in range(0, n, chunk):
+        j = min(i + chunk, n)
+        out[i:j] = (np.asarray(x[i:j], np.float64) - shift) / scale
+    return out
 
 
 def to_std(params: GMMParams, shift, scale) -> GMMParams:

@@ -14,14 +14,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.density import default_block_size, to_blocks
+from ..core.density import default_block_size
 from ..core.em import EMInfo, run_em
 from ..core.init import INIT_METHODS, init_params
 from ..core.params import GMMParams, check_covariance_type
+from ..core.sharding import block_layout, data_mesh, shard_blocks_from_rows, sharded_block_sum, sharded_estep
 from ..core.prior import Prior, ResolvedPrior, resolve_prior
 from ._standardize import from_std as _from_std
 from ._standardize import log_jacobian as _log_jacobian
 from ._standardize import standardisation as _standardisation
+from ._standardize import standardize_rows
 from ._standardize import to_host as _to_host
 
 __all__ = ["MAPResult", "fit_map", "default_dtype"]
@@ -102,6 +104,7 @@ def fit_map(
     covariances_init=None,
     block_size: int | None = None,
     dtype=None,
+    devices=None,
 ) -> MAPResult:
     """Fit a Gaussian mixture by MAP-EM (or ML-EM with ``prior=None``).
 
@@ -120,6 +123,11 @@ def fit_map(
         covariances in scikit-learn's layout for the covariance type
     block_size : rows per block of the chunked passes (default: automatic)
     dtype : float32 or float64 (default: float64 iff JAX x64 is enabled)
+    devices : None, int, sequence of jax devices or jax.sharding.Mesh
+        Devices the samples are split over (see :func:`bayesgmm.core.sharding.data_mesh`);
+        ``None`` means all local devices. Each device scans its share of the blocks and the
+        sufficient statistics are summed across devices; with one device the data are not
+        sharded at all.
 
     Returns
     -------
@@ -135,7 +143,10 @@ def fit_map(
             f"{', '.join(repr(m) for m in INIT_METHODS)}."
         )
     dtype = dtype or default_dtype()
-    x64 = np.asarray(x, dtype=np.float64)
+    # no whole-data float64 copy: the host passes below work chunk by chunk
+    x64 = np.asarray(x)
+    if x64.dtype.kind != "f":
+        x64 = x64.astype(np.float64)
     n, d = x64.shape
     w64 = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
     total_weight = float(w64.sum())
@@ -146,7 +157,7 @@ def fit_map(
     if prior is not None:
         rprior = resolve_prior(prior, x64, n_components, covariance_type, w64, "host")
     shift, scale = _standardisation(x64, w64, covariance_type, None if prior is not None else reg_covar)
-    z = jnp.asarray((x64 - shift) / scale, dtype)
+    mesh = data_mesh(devices)
     zprior = None
     if rprior is not None:
         zprior = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), rprior.affine(shift, scale))
@@ -154,16 +165,29 @@ def fit_map(
     reg_z = jnp.asarray(reg_z64, dtype)
 
     block = block_size or default_block_size(n_components, d)
-    xb, wb = to_blocks(z, jnp.asarray(w64, dtype), block)
+    np_dtype = np.dtype(dtype)
+    if mesh is None:  # one device: the layout of to_blocks, no sharding machinery at all
+        blk, n_blocks = block_layout(n, block)
+        # standardised and zero-padded on the host into one array of the final layout
+        z = standardize_rows(x64, shift, scale, np_dtype, n_blocks * blk)
+        wp = np.zeros(n_blocks * blk, np_dtype)
+        wp[:n] = w64
+        xb = jnp.asarray(z.reshape(n_blocks, blk, d))
+        wb = jnp.asarray(wp.reshape(n_blocks, blk))
+        del z
+        estep = None
+    else:  # each process standardises only the rows of its own devices
+        xb, wb = shard_blocks_from_rows(x64, w64, shift, scale, block, mesh, np_dtype)
+        estep = sharded_estep(mesh)
 
     # restart i uses fold_in(key, i): the first start of n_init > 1 is the n_init = 1 run, so more
     # restarts can never do worse
     keys = jax.vmap(lambda i: jax.random.fold_in(rng_key, i))(jnp.arange(n_init))
-    params0 = _init_batched(keys, xb, wb, n_components, covariance_type, init_params_method, zprior, reg_z)
+    params0 = _init_batched(keys, xb, wb, n_components, covariance_type, init_params_method, zprior, reg_z, mesh)
     if weights_init is not None or means_init is not None or covariances_init is not None:
         params0 = _apply_user_init(params0, weights_init, means_init, covariances_init, shift, scale, dtype)
 
-    params_all, info = run_em(params0, xb, wb, zprior, reg_z, tol, max_iter)
+    params_all, info = run_em(params0, xb, wb, zprior, reg_z, tol, max_iter, estep=estep)
     objs = np.asarray(info.objective, dtype=np.float64)
     finite = np.isfinite(objs) & np.asarray(
         jax.vmap(lambda p: _all_finite(p))(params_all)
@@ -185,7 +209,7 @@ def fit_map(
         w_new = np.where(pruned, 0.0, best_z.weights)
         start = best_z.replace(weights=w_new / w_new.sum())
         start = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype)[None], start)
-        p1, info1 = run_em(start, xb, wb, zprior, reg_z, tol, max_iter)
+        p1, info1 = run_em(start, xb, wb, zprior, reg_z, tol, max_iter, estep=estep)
         if not (np.isfinite(np.asarray(info1.objective[0])) and bool(_all_finite(p1[0]))):
             pruned &= ~collapsed  # the re-run failed: keep the collapsed fit, reported as such
             break
@@ -286,18 +310,21 @@ def _failure_message(covariance_type, ml: bool, reg_covar, n, d, k) -> str:
     )
 
 
-def _init_batched(keys, xb, wb, k, ct, method, prior, reg):
-    return _INIT_JIT(keys, xb, wb, prior, reg, k=k, ct=ct, method=method)
+def _init_batched(keys, xb, wb, k, ct, method, prior, reg, mesh=None):
+    return _INIT_JIT(keys, xb, wb, prior, reg, k=k, ct=ct, method=method, mesh=mesh)
 
 
-def _init_impl(keys, xb, wb, prior, reg, *, k, ct, method):
+def _init_impl(keys, xb, wb, prior, reg, *, k, ct, method, mesh=None):
     from ..core.em import TRACE_COUNTS
 
     TRACE_COUNTS["em_init"] = TRACE_COUNTS.get("em_init", 0) + 1
-    return jax.vmap(lambda key: init_params(key, xb, wb, k, ct, method, prior, reg))(keys)
+    if mesh is None:
+        return jax.vmap(lambda key: init_params(key, xb, wb, k, ct, method, prior, reg))(keys)
+    passes = {"estep": sharded_estep(mesh), "block_sum": sharded_block_sum(mesh)}
+    return jax.vmap(lambda key: init_params(key, xb, wb, k, ct, method, prior, reg, **passes))(keys)
 
 
-_INIT_JIT = jax.jit(_init_impl, static_argnames=("k", "ct", "method"))
+_INIT_JIT = jax.jit(_init_impl, static_argnames=("k", "ct", "method", "mesh"))
 
 
 def _apply_user_init(params0: GMMParams, weights_init, means_init, covariances_init, shift, scale, dtype):

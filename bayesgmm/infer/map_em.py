@@ -162,7 +162,9 @@ def fit_map(
     if rprior is not None:
         zprior = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), rprior.affine(shift, scale))
     reg_z64 = np.full(d, float(reg_covar)) / scale**2
-    reg_z = jnp.asarray(reg_z64, dtype)
+    # reg_covar is used in maximum likelihood only (where the standardisation keeps it <= 1); under
+    # a prior it can exceed float32's range on data of scale 1e-100, so it is not passed on
+    reg_z = jnp.asarray(reg_z64 if prior is None else np.zeros(d), dtype)
 
     block = block_size or default_block_size(n_components, d)
     np_dtype = np.dtype(dtype)

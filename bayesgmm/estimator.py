@@ -567,8 +567,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Stores ``get_params()`` (a :class:`~bayesgmm.Prior` by its fields, a ``RandomState`` by its
         state) and every fitted attribute bit for bit, with a format version and a SHA-256
         checksum (see :mod:`bayesgmm.io`); ``bayesgmm.load(path)`` gives an estimator whose
-        predictions are identical. ``map_result_.info`` (per-restart EM diagnostics) is not
-        stored. The file is written to a temporary file next to ``path`` and moved into place,
+        predictions are identical, and the state of :meth:`partial_fit`, so that streaming goes
+        on exactly as it would have. ``map_result_.info`` (per-restart EM diagnostics) is not
+        stored, nor is ``devices`` when it names particular devices (a placement on this
+        machine; the loaded estimator has ``devices=None``). The file is written to a temporary file next to ``path`` and moved into place,
         so ``path`` never holds a partial file; no suffix is added to ``path``.
 
         Parameters

@@ -221,7 +221,11 @@ def _random_state_from_json(v, arrays):
 #: Fitted array attributes stored as they are (float64 / strings).
 _FITTED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_",
                   "lower_bounds_", "collapsed_components_", "feature_names_in_", "_shift", "_scale")
-_FITTED_SCALARS = ("converged_", "n_iter_", "lower_bound_", "n_empty_", "n_features_in_")
+_FITTED_SCALARS = ("converged_", "n_iter_", "lower_bound_", "n_empty_", "n_features_in_", "n_steps_",
+                   "_fit_weight")
+#: The running state of ``partial_fit`` (``OnlineEMState``), stored so that a loaded model goes on
+#: streaming exactly as the saved one would.
+_ONLINE_ARRAYS = ("s0", "s1", "s2", "n_seen", "n_steps")
 _MAP_ARRAYS = ("history", "restart_objectives", "shift", "scale", "collapsed", "pruned")
 _MAP_SCALARS = ("objective", "log_likelihood", "converged", "n_iter", "n_empty", "best_index")
 
@@ -274,6 +278,8 @@ def save_estimator(estimator, path):
     for name, v in estimator.get_params(deep=False).items():
         if name == "prior":
             params[name] = _prior_to_json(v, arrays)
+        elif name == "devices" and not (v is None or isinstance(v, (int, np.integer))):
+            params[name] = None  # a placement on this machine's devices, not part of the model
         elif name == "random_state":
             params[name] = _random_state_to_json(v, arrays)
         else:
@@ -305,6 +311,11 @@ def save_estimator(estimator, path):
         }
         for name in _MAP_ARRAYS:
             arrays[f"map.{name}"] = np.asarray(getattr(mr, name))
+    online = getattr(estimator, "_online", None)
+    if online is not None:
+        spec["online"] = _params_arrays("online.params", online.params, arrays)
+        for name in _ONLINE_ARRAYS:
+            arrays[f"online.{name}"] = np.asarray(getattr(online, name))
     spec_json = json.dumps(spec, sort_keys=True, allow_nan=True)
     header = _header("GaussianMixture", _digest(spec_json, arrays))
 
@@ -397,6 +408,14 @@ def load(path):
                 info=None,
                 **{name: m[name] for name in _MAP_SCALARS},
                 **{name: arrays[f"map.{name}"] for name in _MAP_ARRAYS},
+            )
+        est._online = None  # as after fit: no partial_fit step taken yet
+        if "online" in spec:
+            from .core.online import OnlineEMState
+
+            est._online = OnlineEMState(
+                _params_from_arrays("online.params", spec["online"], arrays),
+                *(arrays[f"online.{name}"] for name in _ONLINE_ARRAYS),
             )
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{os.fspath(path)!r} is a malformed bayesgmm model file ({type(e).__name__}: {e}).") from None

@@ -6,6 +6,7 @@ import os
 import pickle
 import zipfile
 
+import jax
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
@@ -28,7 +29,10 @@ FITTED = ("weights_", "means_", "covariances_", "precisions_", "precisions_chole
 
 
 def _assert_same_estimator(a, b, X):
-    for name in FITTED:
+    # every attribute a fit or partial_fit sets is restored (a new one must be added to bayesgmm.io)
+    assert set(vars(a)) == set(vars(b))
+    assert set(FITTED) <= set(vars(a))
+    for name in sorted(set(vars(a)) - {"map_result_", "_online"} - set(a.get_params())):
         va, vb = getattr(a, name), getattr(b, name)
         assert type(va) is type(vb), name
         if isinstance(va, np.ndarray):
@@ -66,6 +70,24 @@ def _assert_same_estimator(a, b, X):
             assert np.asarray(va).dtype == vb.dtype
             np.testing.assert_array_equal(va, vb)
     assert mb.info is None
+    oa, ob = getattr(a, "_online", None), getattr(b, "_online", None)
+    assert (oa is None) == (ob is None)
+    if oa is not None:
+        for la, lb in zip(jax.tree_util.tree_leaves(oa), jax.tree_util.tree_leaves(ob)):
+            np.testing.assert_array_equal(la, lb)
+
+
+def test_partial_fit_state_round_trip(tmp_path, frame):
+    """A saved streaming model goes on exactly as the one kept in memory."""
+    x = frame.to_numpy()
+    gm = GaussianMixture(2, random_state=0).partial_fit(x[:60]).partial_fit(x[60:90])
+    path = gm.save(tmp_path / "stream.npz")
+    loaded = bayesgmm.load(path)
+    _assert_same_estimator(gm, loaded, x)
+    gm.partial_fit(x[90:])
+    loaded.partial_fit(x[90:])
+    _assert_same_estimator(gm, loaded, x)
+    assert loaded.n_steps_ == 3
 
 
 @pytest.mark.parametrize(

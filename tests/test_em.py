@@ -300,3 +300,26 @@ def test_ordered_means_sorts_components():
     x, _ = _data("diag", 3, 2, 600, seed=17)
     gm = GaussianMixture(3, covariance_type="diag", prior=Prior(ordered_means=True), random_state=0).fit(x)
     assert np.all(np.diff(gm.means_[:, 0]) > 0)
+
+
+def test_greedy_kmeans_plus_plus_lowers_the_seeding_potential():
+    """Each centre is the best of 2 + ln K candidates (scikit-learn's rule), not a single draw.
+
+    Over 40 keys the mean potential ``sum_n min_k |x_n - c_k|^2`` of the seeds must be clearly
+    below that of single-candidate k-means++ (measured: 133 vs 174 on this data).
+    """
+    from sklearn.datasets import make_blobs
+
+    from bayesgmm.core.init import kmeans_plus_plus
+
+    x, _ = make_blobs(n_samples=600, centers=6, cluster_std=1.0, random_state=0)
+    x = jnp.asarray((x - x.mean(0)) / x.std(0), jnp.float32)
+    w = jnp.ones(x.shape[0], jnp.float32)
+    seeds = jax.jit(jax.vmap(lambda k, t: kmeans_plus_plus(k, x, w, 6, t), in_axes=(0, None)), static_argnums=1)
+    keys = jax.random.split(jax.random.key(0), 40)
+
+    def potential(c):  # (keys, K, D) -> (keys,)
+        return jnp.sum(jnp.min(jnp.sum((x[None, :, None] - c[:, None]) ** 2, -1), -1), -1)
+
+    greedy, single = potential(seeds(keys, None)), potential(seeds(keys, 1))
+    assert float(jnp.mean(greedy)) < 0.85 * float(jnp.mean(single))

@@ -27,18 +27,28 @@ def _sq_dist(x, c):
     )
 
 
-def kmeans_plus_plus(key, x, w, n_components: int):
-    """k-means++ seeding (Arthur & Vassilvitskii 2007) with sample weights.
+def kmeans_plus_plus(key, x, w, n_components: int, n_local_trials: int | None = None):
+    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007) with sample weights.
+
+    Each new centre is the best of ``n_local_trials`` candidates drawn with probability
+    proportional to ``w * d2`` (the one that lowers the weighted potential ``sum w min d2`` most),
+    as in scikit-learn's ``KMeans``; ``n_local_trials = 2 + floor(ln K)`` by default. A single
+    candidate per centre (the original k-means++) too often seeds two centres in one cluster.
 
     Parameters
     ----------
     key : PRNG key
     x : (n, D); w : (n,) non-negative weights (0 for padding rows)
+    n_components : int
+    n_local_trials : int, optional
 
     Returns
     -------
     centres : (n_components, D)
     """
+    import math
+
+    trials = n_local_trials or 2 + int(math.log(n_components))
     keys = jax.random.split(key, n_components)
     logw = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)
     i0 = jax.random.categorical(keys[0], logw)
@@ -51,9 +61,13 @@ def kmeans_plus_plus(key, x, w, n_components: int):
         # all remaining mass at distance 0 (duplicated points): fall back to the weights
         p = jnp.where(jnp.sum(p) > 0, p, w)
         logits = jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)), -jnp.inf)
-        idx = jax.random.categorical(keys[i], logits)
-        c = x[idx]
-        return centres.at[i].set(c), jnp.minimum(d2, jnp.sum((x - c) ** 2, axis=-1))
+        # one draw per key (not one draw of shape (trials,)), so that padding rows appended to x
+        # leave the chosen rows unchanged
+        idx = jax.vmap(lambda k: jax.random.categorical(k, logits))(jax.random.split(keys[i], trials))
+        cand = x[idx]  # (trials, D)
+        d2_cand = jnp.minimum(d2[None], _sq_dist(x, cand).T)  # (trials, n)
+        best = jnp.argmin(jnp.sum(w[None] * d2_cand, axis=-1))
+        return centres.at[i].set(cand[best]), d2_cand[best]
 
     centres, _ = jax.lax.fori_loop(1, n_components, body, (centres, d2))
     return centres

@@ -65,7 +65,7 @@ class _Whitening(NamedTuple):
     """
 
     p: jax.Array  # (K, D, D) full, (D, D) tied: precision Cholesky factors; diag/spherical: 1/scales
-    w: jax.Array | None  # full: (D, K*D) the factors side by side; else None
+    w: jax.Array | None  # full: (D + 1, K*D), the factors side by side over the row -b; else None
     centre: jax.Array  # (D,)
     b: jax.Array  # (K, D): (mu_k - centre) @ P_k (full/tied), (mu_k - centre) (diag/spherical)
     logdet: jax.Array  # (K,) log det P_k
@@ -84,8 +84,8 @@ def _whitening(params: GMMParams) -> _Whitening:
     mc = params.means - centre
     if ct == "full":
         p = _precisions_cholesky(params)  # (K, D, D) upper
-        w = jnp.transpose(p, (1, 0, 2)).reshape(d, k * d)
         b = jnp.einsum("kd,kde->ke", mc, p, precision=_PRECISION)
+        w = jnp.concatenate([jnp.transpose(p, (1, 0, 2)).reshape(d, k * d), -b.reshape(1, k * d)], axis=0)
         logdet = jnp.sum(jnp.log(jnp.diagonal(p, axis1=-2, axis2=-1)), axis=-1)
         return _Whitening(p, w, centre, b, logdet)
     if ct == "tied":
@@ -101,17 +101,25 @@ def _whitening(params: GMMParams) -> _Whitening:
 def _whiten(params: GMMParams, x, wh: _Whitening | None = None):
     """Whitened residuals ``y`` of shape (n, K, D) and log densities ``(n, K)``.
 
-    ``y_nk = (x_n - mu_k) @ P_k``, computed as ``(x_n - c) @ P_k - (mu_k - c) @ P_k``: one
-    (n, D) @ (D, K*D) product for all components (full).
+    ``y_nk = (x_n - mu_k) @ P_k``, computed as ``(x_n - c) @ P_k - (mu_k - c) @ P_k``: for full
+    covariances one ``[x - c, 1] @ [[P_1 ... P_K], [-b]]`` product, (n, D + 1) @ (D + 1, K*D).
     """
+    y, logp, _ = _whiten_c(params, x, wh)
+    return y, logp
+
+
+def _whiten_c(params: GMMParams, x, wh: _Whitening | None = None):
+    """:func:`_whiten`, and the centred rows with a column of ones ``[x - c, 1]`` (full only)."""
     if wh is None:
         wh = _whitening(params)
     ct = params.covariance_type
     n, d = x.shape
     k = params.n_components
     xc = x - wh.centre
+    xc1 = None
     if ct == "full":
-        y = jnp.dot(xc, wh.w, precision=_PRECISION).reshape(n, k, d) - wh.b
+        xc1 = jnp.concatenate([xc, jnp.ones((n, 1), x.dtype)], axis=1)
+        y = jnp.dot(xc1, wh.w, precision=_PRECISION).reshape(n, k, d)
     elif ct == "tied":
         y = jnp.dot(xc, wh.p, precision=_PRECISION)[:, None, :] - wh.b[None]
     elif ct == "diag":
@@ -119,7 +127,7 @@ def _whiten(params: GMMParams, x, wh: _Whitening | None = None):
     else:  # spherical
         y = (xc[:, None, :] - wh.b[None]) * wh.p[None, :, None]
     logp = -0.5 * jnp.sum(y * y, axis=-1) + wh.logdet - 0.5 * d * _LOG_2PI
-    return y, logp
+    return y, logp, xc1
 
 
 def component_log_prob(params: GMMParams, x):
@@ -169,7 +177,7 @@ def _block_stats(params: GMMParams, x, w, resp=None, wh: _Whitening | None = Non
     """
     if wh is None:
         wh = _whitening(params)
-    y, logp = _whiten(params, x, wh)
+    y, logp, xc1 = _whiten_c(params, x, wh)
     logp = logp + _log_weights(params.weights)
     lse = logsumexp(logp, axis=-1)
     if resp is None:
@@ -181,7 +189,6 @@ def _block_stats(params: GMMParams, x, w, resp=None, wh: _Whitening | None = Non
         n, k, d = y.shape
         # [x - c, 1]^T @ (r y): rows e < D give G (g[e, k, d] = sum_n (x_n - c)_e r_nk y_nkd), the
         # row of ones gives t1 = sum_n r_nk y_nk -- one product, no second pass over r * y.
-        xc1 = jnp.concatenate([x - wh.centre, jnp.ones((n, 1), x.dtype)], axis=1)
         yr = (y * r[..., None]).reshape(n, k * d)
         g = jnp.dot(xc1.T, yr, precision=_PRECISION)  # (D + 1, K * D)
         t1 = g[d].reshape(k, d)

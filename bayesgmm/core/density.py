@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from .linalg import inv_lower
 from .params import GMMParams
 
 __all__ = [
@@ -51,29 +52,82 @@ class EStepStats(NamedTuple):
     loglik: jax.Array
 
 
-def _whiten(params: GMMParams, x):
-    """Whitened residuals ``y`` of shape (n, K, D) and log densities ``(n, K)``."""
+#: Matmul precision of the E-step: full float32/float64 (no TF32 or bf16 passes on accelerators, which
+#: would cost EM its accuracy); a no-op on CPU.
+_PRECISION = jax.lax.Precision.HIGHEST
+
+
+class _Whitening(NamedTuple):
+    """What whitening needs, computed once per pass (not once per block).
+
+    ``centre`` (D,) is a reference point subtracted from every row before the products, so that
+    the rounding of ``x @ P`` is relative to ``|x - centre|``, not ``|x|``.
+    """
+
+    p: jax.Array  # (K, D, D) full, (D, D) tied: precision Cholesky factors; diag/spherical: 1/scales
+    w: jax.Array | None  # full: (D + 1, K*D), the factors side by side over the row -b; else None
+    centre: jax.Array  # (D,)
+    b: jax.Array  # (K, D): (mu_k - centre) @ P_k (full/tied), (mu_k - centre) (diag/spherical)
+    logdet: jax.Array  # (K,) log det P_k
+
+
+def _precisions_cholesky(params: GMMParams):
+    """``params.precisions_cholesky()`` (full/tied) without LAPACK (see :mod:`.linalg`)."""
+    return jnp.swapaxes(inv_lower(params.cov_chol()), -1, -2)
+
+
+def _whitening(params: GMMParams) -> _Whitening:
+    ct = params.covariance_type
+    k, d = params.n_components, params.n_features
+    # the mixture mean: close to every component, and ~0 for the standardised data of the runners
+    centre = jnp.sum(jnp.where(params.weights > 0, params.weights, 0.0)[:, None] * params.means, axis=0)
+    mc = params.means - centre
+    if ct == "full":
+        p = _precisions_cholesky(params)  # (K, D, D) upper
+        b = jnp.einsum("kd,kde->ke", mc, p, precision=_PRECISION)
+        w = jnp.concatenate([jnp.transpose(p, (1, 0, 2)).reshape(d, k * d), -b.reshape(1, k * d)], axis=0)
+        logdet = jnp.sum(jnp.log(jnp.diagonal(p, axis1=-2, axis2=-1)), axis=-1)
+        return _Whitening(p, w, centre, b, logdet)
+    if ct == "tied":
+        p = _precisions_cholesky(params)  # (D, D)
+        b = jnp.dot(mc, p, precision=_PRECISION)
+        logdet = jnp.broadcast_to(jnp.sum(jnp.log(jnp.diagonal(p))), (k,))
+        return _Whitening(p, None, centre, b, logdet)
+    if ct == "diag":
+        return _Whitening(1.0 / params.scales, None, centre, mc, -jnp.sum(jnp.log(params.scales), axis=-1))
+    return _Whitening(1.0 / params.scales, None, centre, mc, -d * jnp.log(params.scales))
+
+
+def _whiten(params: GMMParams, x, wh: _Whitening | None = None):
+    """Whitened residuals ``y`` of shape (n, K, D) and log densities ``(n, K)``.
+
+    ``y_nk = (x_n - mu_k) @ P_k``, computed as ``(x_n - c) @ P_k - (mu_k - c) @ P_k``: for full
+    covariances one ``[x - c, 1] @ [[P_1 ... P_K], [-b]]`` product, (n, D + 1) @ (D + 1, K*D).
+    """
+    y, logp, _ = _whiten_c(params, x, wh)
+    return y, logp
+
+
+def _whiten_c(params: GMMParams, x, wh: _Whitening | None = None):
+    """:func:`_whiten`, and the centred rows with a column of ones ``[x - c, 1]`` (full only)."""
+    if wh is None:
+        wh = _whitening(params)
     ct = params.covariance_type
     n, d = x.shape
     k = params.n_components
+    xc = x - wh.centre
+    xc1 = None
     if ct == "full":
-        p = params.precisions_cholesky()  # (K, D, D) upper
-        w = jnp.transpose(p, (1, 0, 2)).reshape(d, k * d)
-        b = jnp.einsum("kd,kde->ke", params.means, p)
-        y = (x @ w).reshape(n, k, d) - b
-        logdet = jnp.sum(jnp.log(jnp.diagonal(p, axis1=-2, axis2=-1)), axis=-1)  # (K,)
+        xc1 = jnp.concatenate([xc, jnp.ones((n, 1), x.dtype)], axis=1)
+        y = jnp.dot(xc1, wh.w, precision=_PRECISION).reshape(n, k, d)
     elif ct == "tied":
-        p = params.precisions_cholesky()  # (D, D)
-        y = (x @ p)[:, None, :] - (params.means @ p)[None]
-        logdet = jnp.broadcast_to(jnp.sum(jnp.log(jnp.diagonal(p))), (k,))
+        y = jnp.dot(xc, wh.p, precision=_PRECISION)[:, None, :] - wh.b[None]
     elif ct == "diag":
-        y = (x[:, None, :] - params.means[None]) / params.scales[None]
-        logdet = -jnp.sum(jnp.log(params.scales), axis=-1)
+        y = (xc[:, None, :] - wh.b[None]) * wh.p[None]
     else:  # spherical
-        y = (x[:, None, :] - params.means[None]) / params.scales[None, :, None]
-        logdet = -d * jnp.log(params.scales)
-    logp = -0.5 * jnp.sum(y * y, axis=-1) + logdet - 0.5 * d * _LOG_2PI
-    return y, logp
+        y = (xc[:, None, :] - wh.b[None]) * wh.p[None, :, None]
+    logp = -0.5 * jnp.sum(y * y, axis=-1) + wh.logdet - 0.5 * d * _LOG_2PI
+    return y, logp, xc1
 
 
 def component_log_prob(params: GMMParams, x):
@@ -111,26 +165,46 @@ def responsibilities(params: GMMParams, x):
     return jnp.exp(lp - logsumexp(lp, axis=-1, keepdims=True))
 
 
-def _block_stats(params: GMMParams, x, w, resp=None) -> EStepStats:
-    y, logp = _whiten(params, x)
+def _block_stats(params: GMMParams, x, w, resp=None, wh: _Whitening | None = None) -> EStepStats:
+    """Whitened statistics of one block ``x`` (n, D) with weights ``w`` (n,).
+
+    Full covariance: ``t2_k = sum_n r_nk y_nk y_nk^T`` is formed as ``G_k P_k - t1_k b_k^T`` with
+    ``G_k = sum_n r_nk y_nk (x_n - c)^T`` and ``b_k = (mu_k - c) P_k``, because
+    ``y_nk^T = (x_n - c)^T P_k - b_k^T``. All of ``G`` is one (D, n) @ (n, K*D) matrix product; the
+    direct ``einsum("nkd,nke->kde")`` is K thin batched products (plus transposes of the (n, K, D)
+    working set) that run at a fraction of the CPU's matmul speed. Only one factor is unwhitened,
+    so the rounding is ``eps * |x - c| / sd`` relative -- the same order as that of ``y`` itself.
+    """
+    if wh is None:
+        wh = _whitening(params)
+    y, logp, xc1 = _whiten_c(params, x, wh)
     logp = logp + _log_weights(params.weights)
     lse = logsumexp(logp, axis=-1)
     if resp is None:
         resp = jnp.exp(logp - lse[:, None])
     r = resp * w[:, None]
     nk = jnp.sum(r, axis=0)
-    # t1 as a plain reduction of r * y (which t2 needs anyway): the batched mat-vec
-    # einsum("nk,nkd->kd") it replaces ran several times slower on CPU.
-    yr = y * r[..., None]
-    t1 = jnp.sum(yr, axis=0)
     ct = params.covariance_type
     if ct == "full":
-        t2 = jnp.einsum("nkd,nke->kde", yr, y)
-    elif ct == "tied":
-        t2 = jnp.einsum("nkd,nke->de", yr, y)
+        n, k, d = y.shape
+        # [x - c, 1]^T @ (r y): rows e < D give G (g[e, k, d] = sum_n (x_n - c)_e r_nk y_nkd), the
+        # row of ones gives t1 = sum_n r_nk y_nk -- one product, no second pass over r * y.
+        yr = (y * r[..., None]).reshape(n, k * d)
+        g = jnp.dot(xc1.T, yr, precision=_PRECISION)  # (D + 1, K * D)
+        t1 = g[d].reshape(k, d)
+        g = g[:d].reshape(d, k, d)
+        t2 = jnp.einsum("ekd,kef->kdf", g, wh.p, precision=_PRECISION) - t1[:, :, None] * wh.b[:, None, :]
+        t2 = 0.5 * (t2 + jnp.swapaxes(t2, 1, 2))
+    else:
+        # t1 as a plain reduction of r * y (which t2 needs anyway): the batched mat-vec
+        # einsum("nk,nkd->kd") it replaces ran several times slower on CPU.
+        yr = y * r[..., None]
+        t1 = jnp.sum(yr, axis=0)
+    if ct == "tied":
+        t2 = jnp.einsum("nkd,nke->de", yr, y, precision=_PRECISION)
     elif ct == "diag":
         t2 = jnp.sum(yr * y, axis=0)
-    else:
+    elif ct == "spherical":
         t2 = jnp.sum(yr * y, axis=(0, 2))
     # padding rows have w = 0; guard 0 * (-inf) for points no component can explain
     loglik = jnp.sum(jnp.where(w > 0, w * lse, 0.0))
@@ -153,13 +227,15 @@ def estep_stats(params: GMMParams, xb, wb, resp_fn=None) -> EStepStats:
     EStepStats
     """
 
+    wh = _whitening(params)  # once per pass: its triangular solve stays out of the loop body
+
     def body(carry, inp):
         i, x, w = inp
         resp = None if resp_fn is None else resp_fn(i, x)
-        s = _block_stats(params, x, w, resp)
+        s = _block_stats(params, x, w, resp, wh)
         return jax.tree_util.tree_map(jnp.add, carry, s), None
 
-    first = jax.eval_shape(lambda: _block_stats(params, xb[0], wb[0]))
+    first = jax.eval_shape(lambda: _block_stats(params, xb[0], wb[0], None, wh))
     init = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), first)
     idx = jnp.arange(xb.shape[0])
     out, _ = jax.lax.scan(body, init, (idx, xb, wb))

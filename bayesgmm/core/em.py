@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import linalg
 from .density import EStepStats, estep_stats
 from .params import GMMParams
 from .prior import ResolvedPrior, log_prior, lkj_cholesky_log_density, scale_log_density
@@ -121,7 +122,8 @@ def _mean_step(ct, params: GMMParams, stats: EStepStats, prior: ResolvedPrior | 
         # (nk I + U^T Lam U) v = t1 + U^T Lam (m0 - mu);  delta = U v
         a = jnp.einsum("kdi,d,kdj->kij", uk, lam, uk) + nk[:, None, None] * jnp.eye(mu.shape[-1])
         rhs = stats.t1 + jnp.einsum("kdi,kd->ki", uk, lam * diff)
-        v = jnp.linalg.solve(a, rhs[..., None])[..., 0]
+        c = linalg.cholesky(a)  # SPD
+        v = linalg.solve_lower_transpose(c, linalg.solve_lower(c, rhs[..., None]))[..., 0]
         return mu + jnp.einsum("kde,ke->kd", uk, v)
     s = params.scales if ct == "diag" else params.scales[:, None]
     delta = (stats.t1 / s + lam * diff) / (nk[:, None] / (s * s) + lam)
@@ -154,7 +156,7 @@ def _weight_step(nk, prior: ResolvedPrior | None, eps, weights):
 def _cov_to_factors(ct, v):
     """Covariance representation -> (scales, corr_chol)."""
     if ct in ("full", "tied"):
-        u = jnp.linalg.cholesky(v)
+        u = linalg.cholesky(v)
         s = jnp.sqrt(jnp.diagonal(v, axis1=-2, axis2=-1))
         return s, u / s[..., :, None]
     return jnp.sqrt(v), None
@@ -170,14 +172,14 @@ def _cov_objective(ct, v, scatter, n, prior: ResolvedPrior, d):
     """M-step objective of the covariance (per component; tied: a scalar) and validity mask."""
     if ct in ("full", "tied"):
         v = _sym(v)
-        u = jnp.linalg.cholesky(v)
+        u = linalg.cholesky(v)
         du = jnp.diagonal(u, axis1=-2, axis2=-1)
         ok = jnp.all(jnp.isfinite(u), axis=(-2, -1)) & jnp.all(du > 0, axis=-1)
         safe_u = jnp.where(ok[..., None, None], u, jnp.eye(d, dtype=v.dtype))
         sdu = jnp.diagonal(safe_u, axis1=-2, axis2=-1)
         logdet = 2 * jnp.sum(jnp.log(sdu), axis=-1)
-        z = jax.scipy.linalg.solve_triangular(safe_u, scatter, lower=True)
-        z = jax.scipy.linalg.solve_triangular(safe_u, jnp.swapaxes(z, -1, -2), lower=True)
+        z = linalg.solve_lower(safe_u, scatter)
+        z = linalg.solve_lower(safe_u, jnp.swapaxes(z, -1, -2))
         tr = jnp.trace(z, axis1=-2, axis2=-1)
         s = jnp.sqrt(jnp.sum(safe_u * safe_u, axis=-1))  # row norms = sqrt(diag V)
         lkj = lkj_cholesky_log_density(safe_u / s[..., :, None], prior.lkj_concentration)
@@ -219,9 +221,9 @@ def _cov_gradient(ct, v, scatter, n, prior: ResolvedPrior, d):
     determinants whose gradients are ``M_{<=i}^T M_{<=i}``.
     """
     if ct in ("full", "tied"):
-        u = jnp.linalg.cholesky(v)
+        u = linalg.cholesky(v)
         eye = jnp.broadcast_to(jnp.eye(d, dtype=v.dtype), v.shape)
-        m = jax.scipy.linalg.solve_triangular(u, eye, lower=True)
+        m = linalg.inv_lower(u)
         mt = jnp.swapaxes(m, -1, -2)
         vinv = mt @ m
         s2 = jnp.diagonal(v, axis1=-2, axis2=-1)

@@ -25,10 +25,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
 
 from .density import EStepStats, estep_stats
 from .em import m_step
+from .linalg import solve_lower
 from .params import GMMParams
 
 __all__ = [
@@ -135,16 +135,16 @@ def whitened_stats(params: GMMParams, s0, s1, s2, loglik=None) -> EStepStats:
         u = params.cov_chol()
         mm = jnp.einsum("kd,ke->kde", s1, mu)
         m = s2 - mm - jnp.swapaxes(mm, -1, -2) + s0[:, None, None] * jnp.einsum("kd,ke->kde", mu, mu)
-        t1 = solve_triangular(u, s1c[..., None], lower=True)[..., 0]
-        a = solve_triangular(u, m, lower=True)
-        t2 = solve_triangular(u, jnp.swapaxes(a, -1, -2), lower=True)
+        t1 = solve_lower(u, s1c[..., None])[..., 0]
+        a = solve_lower(u, m)
+        t2 = solve_lower(u, jnp.swapaxes(a, -1, -2))
     elif ct == "tied":
         u = params.cov_chol()
         mm = s1.T @ mu
         m = s2 - mm - mm.T + (mu * s0[:, None]).T @ mu
-        t1 = solve_triangular(u, s1c.T, lower=True).T
-        a = solve_triangular(u, m, lower=True)
-        t2 = solve_triangular(u, a.T, lower=True)
+        t1 = solve_lower(u, s1c.T).T
+        a = solve_lower(u, m)
+        t2 = solve_lower(u, a.T)
     elif ct == "diag":
         s = params.scales
         t1 = s1c / s

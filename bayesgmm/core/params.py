@@ -123,9 +123,9 @@ class GMMParams:
             u = self.cov_chol()
             if self._xp is np:
                 return np.swapaxes(np.linalg.inv(u), -1, -2)
-            eye = jnp.broadcast_to(jnp.eye(self.n_features, dtype=u.dtype), u.shape)
-            inv = jax.scipy.linalg.solve_triangular(u, eye, lower=True)
-            return jnp.swapaxes(inv, -1, -2)
+            from .linalg import inv_lower  # no LAPACK in jitted code (see bayesgmm.core.linalg)
+
+            return jnp.swapaxes(inv_lower(u), -1, -2)
         return 1.0 / self.scales
 
     def precisions(self):

@@ -570,8 +570,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         predictions are identical, and the state of :meth:`partial_fit`, so that streaming goes
         on exactly as it would have. ``map_result_.info`` (per-restart EM diagnostics) is not
         stored, nor is ``devices`` when it names particular devices (a placement on this
-        machine; the loaded estimator has ``devices=None``). The file is written to a temporary file next to ``path`` and moved into place,
-        so ``path`` never holds a partial file; no suffix is added to ``path``.
+        machine; the loaded estimator has ``devices=None``). The file is written to a temporary
+        file next to ``path`` and moved into place, so ``path`` never holds a partial file; no
+        suffix is added to ``path``.
 
         Parameters
         ----------

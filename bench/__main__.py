@@ -18,6 +18,8 @@ import platform
 import subprocess
 import sys
 import time
+from ._machine import cpu_model as _cpu_model
+from ._machine import loadavg as _loadavg
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -35,24 +37,6 @@ BENCHMARKS = {
                ["--n", "500000"], []),
     "vi_large": ("Minibatch VI at N=10M on a CPU", ["--quick"], []),
 }
-
-
-def _loadavg():
-    try:
-        return tuple(round(v, 2) for v in os.getloadavg())
-    except OSError:  # pragma: no cover
-        return None
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:  # pragma: no cover
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _versions():

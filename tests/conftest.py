@@ -27,7 +27,7 @@ def _release_compiled_programs():
     if _n_memory_mappings() > 15_000:
         from bayesgmm.infer import sampling
 
-        sampling._NUTS_CACHE.clear()
+        sampling._PROGRAM_CACHE.clear()
         jax.clear_caches()
 
 

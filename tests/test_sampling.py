@@ -310,6 +310,30 @@ def test_vi_delta_recovers_map(problem, nuts_summary):
     assert np.all(r.draws.means == r.draws.means[:, :1])  # a point mass
 
 
+def test_vi_program_is_reused_for_new_starts_and_data():
+    """Another start and new data of the same shapes reuse the compiled SVI program, which uses
+    the new start: the cached run equals, bit for bit, one compiled afresh for that start."""
+    from bayesgmm.infer import sampling
+
+    x1, _ = _small_data(2)
+    x2, _ = _small_data(3)
+    kw = dict(n_components=2, covariance_type="diag", prior=SMALL_PRIOR, num_steps=300, num_samples=20)
+    fit1 = fit_map(jax.random.PRNGKey(0), x1, n_components=2, covariance_type="diag", prior=SMALL_PRIOR)
+    fit2 = fit_map(jax.random.PRNGKey(0), x2, n_components=2, covariance_type="diag", prior=SMALL_PRIOR)
+    run_svi(jax.random.PRNGKey(1), x1, init=fit1.params, **kw)
+    cached = run_svi(jax.random.PRNGKey(1), x2, init=fit2.params, **kw)
+    assert cached.info["cache_hit"] and cached.info["compile_seconds"] < 0.05
+    sampling._PROGRAM_CACHE.clear()
+    fresh = run_svi(jax.random.PRNGKey(1), x2, init=fit2.params, **kw)
+    assert not fresh.info["cache_hit"]
+    np.testing.assert_array_equal(cached.info["elbo"], fresh.info["elbo"])
+    np.testing.assert_array_equal(cached.draws.means, fresh.draws.means)
+    # a user's optimiser object is not a cache key: compiled afresh every time
+    opt = optax.adam(0.01)
+    assert not run_svi(jax.random.PRNGKey(1), x2, init=fit2.params, optimizer=opt, **kw).info["cache_hit"]
+    assert not run_svi(jax.random.PRNGKey(1), x2, init=fit2.params, optimizer=opt, **kw).info["cache_hit"]
+
+
 @pytest.mark.slow
 def test_vi_minibatch_matches_full_batch():
     rng = np.random.default_rng(21)

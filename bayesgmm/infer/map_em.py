@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.density import default_block_size
-from ..core.em import EMInfo, run_em
+from ..core.em import EMInfo, restarts_one_at_a_time, run_em
 from ..core.init import INIT_METHODS, init_params
 from ..core.params import GMMParams, check_covariance_type
 from ..core.sharding import block_layout, data_mesh, shard_blocks_from_rows, sharded_block_sum, sharded_estep
@@ -313,6 +313,10 @@ def _failure_message(covariance_type, ml: bool, reg_covar, n, d, k) -> str:
 
 
 def _init_batched(keys, xb, wb, k, ct, method, prior, reg, mesh=None):
+    if restarts_one_at_a_time(keys.shape[0], xb.shape[0]):  # as the EM runs them: one by one
+        starts = [_INIT_JIT(keys[i : i + 1], xb, wb, prior, reg, k=k, ct=ct, method=method, mesh=mesh)
+                  for i in range(keys.shape[0])]
+        return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *starts)
     return _INIT_JIT(keys, xb, wb, prior, reg, k=k, ct=ct, method=method, mesh=mesh)
 
 

@@ -256,8 +256,25 @@ def _constrain(transforms, u):
 # ---------------------------------------------------------------------------------------------
 # NUTS
 # ---------------------------------------------------------------------------------------------
-_NUTS_CACHE: collections.OrderedDict = collections.OrderedDict()
-_NUTS_CACHE_SIZE = 16
+#: compiled NUTS, NUTS-extension and SVI programs, least recently used first
+_PROGRAM_CACHE: collections.OrderedDict = collections.OrderedDict()
+_PROGRAM_CACHE_SIZE = 16
+
+
+def _cached_program(cache_key, build):
+    """``(program, cache_hit)``: the compiled program for ``cache_key``, built on a miss.
+
+    ``cache_key=None`` (progress bars, a user's optimiser object) always builds and stores nothing.
+    """
+    if cache_key is not None and cache_key in _PROGRAM_CACHE:
+        _PROGRAM_CACHE.move_to_end(cache_key)
+        return _PROGRAM_CACHE[cache_key], True
+    program = build()
+    if cache_key is not None:
+        _PROGRAM_CACHE[cache_key] = program
+        while len(_PROGRAM_CACHE) > _PROGRAM_CACHE_SIZE:
+            _PROGRAM_CACHE.popitem(last=False)
+    return program, False
 
 
 def _nuts_parts(cfg, transforms):
@@ -601,19 +618,14 @@ def run_nuts(
 
     cfg = (problem.k, covariance_type, num_chains, chain_method, num_warmup, num_samples,
            bool(dense_mass), float(target_accept), max_tree_depth)
-    cache_key = (cfg, _avals(args))
-    cache_hit = (not progress_bar) and cache_key in _NUTS_CACHE
+    cache_key = None if progress_bar else (cfg, _avals(args))
     t0 = time.perf_counter()
-    if cache_hit:
-        _NUTS_CACHE.move_to_end(cache_key)
-        execute, clock = _NUTS_CACHE[cache_key]
-    else:
+
+    def build():
         clock = []
-        execute = _compile_nuts(cfg, transforms, clock, progress_bar, args)
-        if not progress_bar:
-            _NUTS_CACHE[cache_key] = (execute, clock)
-            while len(_NUTS_CACHE) > _NUTS_CACHE_SIZE:
-                _NUTS_CACHE.popitem(last=False)
+        return _compile_nuts(cfg, transforms, clock, progress_bar, args), clock
+
+    (execute, clock), cache_hit = _cached_program(cache_key, build)
     t_compile = time.perf_counter() - t0
 
     clock.clear()
@@ -804,18 +816,11 @@ def extend_nuts(
     info = dict(result.info)
     rprior = result.prior
     args = (state, data, jnp.asarray(shift, dtype), jnp.asarray(scale, dtype))
-    cache_key = (("extend",) + cfg, _avals(args))
-    cache_hit = (not progress_bar) and cache_key in _NUTS_CACHE
+    cache_key = None if progress_bar else (("extend",) + cfg, _avals(args))
     t0 = time.perf_counter()
-    if cache_hit:
-        _NUTS_CACHE.move_to_end(cache_key)
-        execute = _NUTS_CACHE[cache_key][0]
-    else:
-        execute = _compile_nuts_extend(cfg, transforms, progress_bar, args)
-        if not progress_bar:
-            _NUTS_CACHE[cache_key] = (execute, None)
-            while len(_NUTS_CACHE) > _NUTS_CACHE_SIZE:
-                _NUTS_CACHE.popitem(last=False)
+    execute, cache_hit = _cached_program(
+        cache_key, lambda: _compile_nuts_extend(cfg, transforms, progress_bar, args)
+    )
     t_compile = time.perf_counter() - t0
     t_call = time.perf_counter()
     last_state, new_draws, lp_std, (energy, n_steps, accept, diverging, step_size) = (
@@ -941,6 +946,7 @@ def run_svi(
     num_samples = _check_int("num_samples", num_samples, 1)
     if batch_size is not None:
         batch_size = _check_int("batch_size", batch_size, 1)
+    user_optimizer = optimizer
     if optimizer is None:
         if not (isinstance(learning_rate, (float, int)) and learning_rate > 0):
             raise ValueError(f"learning_rate must be a number > 0, got {learning_rate!r}.")
@@ -970,18 +976,21 @@ def run_svi(
     if batch_size is not None:
         model = _with_replacement(model, n, batch_size)
     model = _GlobalLatents(model)
-    guide_kw = {"init_loc_fn": init_to_value(values=problem.init_sites)}
-    if guide != "delta":
-        # about the posterior sd of a mean in standardised units, so that few steps are spent
-        # shrinking the guide's scales on large data
-        guide_kw["init_scale"] = float(np.clip(
-            1.0 / math.sqrt(max(problem.total_weight / problem.k, 1.0)), 1e-3, 0.1
-        ))
-    guide_obj = GUIDES[guide](model, **guide_kw)
-    svi = SVI(model, guide_obj, optimizer, Trace_ELBO())
+    # about the posterior sd of a mean in standardised units, so that few steps are spent
+    # shrinking the guide's scales on large data
+    init_scale = float(np.clip(1.0 / math.sqrt(max(problem.total_weight / problem.k, 1.0)), 1e-3, 0.1))
     data = {"x": problem.z, "prior": problem.zprior, "sample_weight": problem.w}
     site_names = tuple(problem.init_sites)
     clock = []
+
+    def make_svi(init_sites):
+        # the start enters the program as an argument, so that another start (another MAP) of the
+        # same shapes reuses the compiled program
+        guide_kw = {"init_loc_fn": init_to_value(values=init_sites)}
+        if guide != "delta":
+            guide_kw["init_scale"] = init_scale
+        guide_obj = GUIDES[guide](model, **guide_kw)
+        return guide_obj, SVI(model, guide_obj, optimizer, Trace_ELBO())
 
     def stamp(dep):
         def record(_):
@@ -990,9 +999,10 @@ def run_svi(
 
         return io_callback(record, jax.ShapeDtypeStruct((), jnp.int32), dep)
 
-    def program(rng_key, data, shift, scale):
+    def program(rng_key, init_sites, data, shift, scale):
         # one program: guide set-up, optimisation, draws and their log posterior (the guide's
         # set-up stores traced values on the guide object, so they must share one trace)
+        guide_obj, svi = make_svi(init_sites)
         key_init, key_draw = jax.random.split(rng_key)
         state = svi.init(key_init, **data)
 
@@ -1028,10 +1038,20 @@ def run_svi(
         )
         return params, losses, from_std(draws_z, shift, scale), lp_z[None]
 
-    args = (rng_key, data, jnp.asarray(problem.shift, problem.dtype),
+    args = (rng_key, problem.init_sites, data, jnp.asarray(problem.shift, problem.dtype),
             jnp.asarray(problem.scale, problem.dtype))
+    cache_key = None
+    if not progress_bar and user_optimizer is None:
+        cfg = ("svi", problem.k, covariance_type, guide, num_steps, num_samples, batch_size, n,
+               float(learning_rate), init_scale)
+        cache_key = (cfg, _avals(args))
     t0 = time.perf_counter()
-    compiled = jax.jit(program).lower(*args).compile()
+
+    def build():
+        return jax.jit(program).lower(*args).compile(), clock
+
+    (compiled, clock), cache_hit = _cached_program(cache_key, build)
+    clock.clear()
     t_compile = time.perf_counter() - t0
     t_call = time.perf_counter()
     params, losses, draws, lp_z = jax.block_until_ready(compiled(*args))
@@ -1065,6 +1085,7 @@ def run_svi(
         "num_steps": num_steps,
         "batch_size": batch_size,
         "learning_rate": float(learning_rate),
+        "cache_hit": bool(cache_hit),
     }
     return SamplerResult(
         draws=draws,

@@ -41,6 +41,7 @@ __all__ = [
 PROG = "bayesgmm"
 COVARIANCE_CHOICES = ("full", "tied", "diag", "spherical")
 METHOD_CHOICES = ("map", "nuts", "vi", "all")
+CRITERION_CHOICES = ("bic", "aic", "icl", "loo", "waic")
 #: Components fitted when ``--components`` is not given and the data set has no default of its own.
 DEFAULT_COMPONENTS = 2
 DEFAULT_N_INIT = 5
@@ -155,6 +156,7 @@ class FitSettings:
     num_samples: int = DEFAULT_SAMPLES
     vi_steps: int = DEFAULT_VI_STEPS
     progress: bool = False
+    criterion: str = "bic"
 
 
 @dataclasses.dataclass
@@ -272,7 +274,11 @@ _POSTERIOR_FITTERS: dict[str, Callable[..., PosteriorOutcome]] = {"nuts": _fit_n
 
 
 def _select(data: Dataset, ks: Sequence[int], covariance_types: Sequence[str], settings: FitSettings):
-    """:func:`bayesgmm.select` by BIC over ``ks`` x ``covariance_types``; returns (Selection, notes, seconds)."""
+    """:func:`bayesgmm.select` by ``settings.criterion`` over ``ks`` x ``covariance_types``.
+
+    Returns (Selection, notes, seconds). LOO and WAIC fit NUTS at every grid point with the run's
+    chains, warm-up and draws.
+    """
     from .selection import select
 
     _check_rows_and_columns(data, max(ks), option="components in --select")
@@ -281,8 +287,11 @@ def _select(data: Dataset, ks: Sequence[int], covariance_types: Sequence[str], s
     with _recorded(notes):
         try:
             sel = select(
-                data.X, n_components=list(ks), covariance_types=list(covariance_types), criterion="bic",
-                n_init=settings.n_init, random_state=settings.seed, progress_bar=settings.progress,
+                data.X, n_components=list(ks), covariance_types=list(covariance_types),
+                criterion=settings.criterion, n_init=settings.n_init, random_state=settings.seed,
+                progress_bar=settings.progress, posterior_options=dict(
+                    num_chains=settings.num_chains, num_warmup=settings.num_warmup,
+                    num_samples=settings.num_samples),
             )
         except ValueError as exc:  # no grid point could be fitted
             raise CLIError(str(exc), status=1) from None
@@ -384,7 +393,8 @@ def format_map_summary(
         f"          n_init = {settings.n_init} start(s), seed = {settings.seed}",
     ]
     if chosen_by is not None:
-        out.append(f"          chosen by BIC over K = {chosen_by} (see model selection below)")
+        out.append(f"          chosen by {settings.criterion.upper()} over K = {chosen_by} "
+                   "(see model selection below)")
     out += [
         "",
         f"components (ordered by mean {names[0]})",
@@ -444,7 +454,7 @@ def _label_mapping(gm) -> str:
 
 
 def format_selection(sel) -> str:
-    """The BIC grid of :func:`bayesgmm.select` as text: one row per K, one column per covariance type."""
+    """The criterion's grid of :func:`bayesgmm.select` as text: one row per K, one column per covariance type."""
     ks = sel.column("n_components").astype(int)
     cts = sel.column("covariance_type").astype(str)
     crit = sel.criterion
@@ -657,14 +667,16 @@ def _selection_tables(sel):
     ks = sel.column("n_components").astype(int)
     cts = sel.column("covariance_type").astype(str)
     best = (sel.best_params_["n_components"], sel.best_params_["covariance_type"])
-    cols = ["n_parameters", "log_likelihood", "bic", "aic", "icl", "converged"]
+    cols = ["n_parameters", "log_likelihood", "bic", "aic", "icl"]
+    cols += [c for c in ("loo", "waic") if c in sel.table] + ["converged"]
     values = {c: sel.column(c) for c in cols}
     rows = []
     for i in range(ks.size):
         mark = "*" if (ks[i], cts[i]) == best else ""
         rows.append([f"{ks[i]}{mark}", cts[i]] + [format_float(values[c][i].item() if hasattr(values[c][i], "item")
                                                               else values[c][i], 6) for c in cols])
-    return Table(["K", "covariance", "parameters", "log-likelihood", "BIC", "AIC", "ICL", "converged"], rows,
+    names = {"n_parameters": "parameters", "log_likelihood": "log-likelihood", "converged": "converged"}
+    return Table(["K", "covariance"] + [names.get(c, c.upper()) for c in cols], rows,
                  f"Every grid point (lower is better; * = chosen by {sel.criterion.upper()}).")
 
 
@@ -692,7 +704,8 @@ def build_report(result: RunResult, figures: list, files: Sequence[str]):
             rows.append([str(rank) if j == 0 else "", str(int(k)) if j == 0 else "",
                          f"{weights[k]:.3f}" if j == 0 else "", name, _num(means[k, j]), _num(sds[k, j])])
     chosen = (f"K = {settings.n_components} components, covariance = {gm.covariance_type}"
-              + (f" (chosen by BIC over K = {_range_text(result.selection)})" if result.selection is not None else ""))
+              + (f" (chosen by {result.selection.criterion.upper()} over K = {_range_text(result.selection)})"
+                 if result.selection is not None else ""))
     dropped = f"; {data.n_dropped} row(s) with missing values dropped" if data.n_dropped else ""
     sections = [Section(
         "Data and model",
@@ -902,14 +915,16 @@ def _run(args: argparse.Namespace, data: Dataset, progress: bool) -> RunResult:
     n_steps = 1 + len(posterior_methods) + (1 if posterior_methods else 0)
     steps = _Steps(n_steps, progress)
     base = dict(seed=args.seed, n_init=args.n_init, num_chains=args.chains, num_warmup=args.warmup,
-                num_samples=args.samples, vi_steps=args.vi_steps, progress=progress)
+                num_samples=args.samples, vi_steps=args.vi_steps, progress=progress,
+                criterion=args.criterion or "bic")
     sel, sel_notes = None, []
     if selecting:
         ks = args.select if args.select is not None else (
             (args.components,) if args.components is not None else (data.default_components,))
         cts = COVARIANCE_CHOICES if args.covariance == "auto" else (args.covariance,)
-        with steps.step(f"model selection by BIC: K in {', '.join(map(str, ks))} x covariance "
-                        f"{', '.join(cts)} ({len(ks) * len(cts)} MAP fits)"):
+        fits = "MAP fits" if base["criterion"] in ("bic", "aic", "icl") else "MAP + NUTS fits"
+        with steps.step(f"model selection by {base['criterion'].upper()}: K in {', '.join(map(str, ks))} x "
+                        f"covariance {', '.join(cts)} ({len(ks) * len(cts)} {fits})"):
             sel, sel_notes, _ = _select(data, ks, cts, FitSettings(n_components=max(ks), **base))
         settings = FitSettings(n_components=sel.best_params_["n_components"],
                                covariance_type=sel.best_params_["covariance_type"], **base)
@@ -970,6 +985,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.select is not None and args.components is not None:
         raise CLIError("--components and --select exclude each other: fix K with --components or choose it "
                        "with --select")
+    if args.criterion is not None and args.select is None and args.covariance != "auto":
+        raise CLIError(f"--criterion {args.criterion} chooses a model: use it with --select A..B or "
+                       "--covariance auto")
     data = load_data(args.data, columns=args.columns, dropna=args.dropna)
     # input checks before any work or any file
     k_max = max(args.select) if args.select is not None else (
@@ -1049,11 +1067,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     k.add_argument(
         "--select", type=_k_range, metavar="A..B",
-        help="choose the number of components by BIC among A..B (or a list A,B,C) with bayesgmm.select",
+        help="choose the number of components among A..B (or a list A,B,C) with bayesgmm.select, by "
+             "--criterion (default BIC)",
     )
     fit.add_argument(
         "--covariance", choices=COVARIANCE_CHOICES + ("auto",), default="full",
-        help="covariance structure; 'auto' chooses it by BIC (default: full)",
+        help="covariance structure; 'auto' chooses it by --criterion (default: full)",
+    )
+    fit.add_argument(
+        "--criterion", choices=CRITERION_CHOICES, default=None,
+        help="how --select / --covariance auto choose: bic, aic, icl (at the MAP), or loo, waic "
+             "(from a NUTS posterior at every grid point, with --chains/--warmup/--samples; slower) "
+             "(default: bic)",
     )
     fit.add_argument(
         "--method", choices=METHOD_CHOICES, default=DEFAULT_METHOD,

@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import pathlib
 import re
 from importlib import resources
 
@@ -157,10 +158,15 @@ def test_version_and_help():
     assert status == 0 and out.strip() == f"bayesgmm {__version__}"
     status, out, _ = run(["fit", "--help"])
     assert status == 0
-    for option in ("--columns", "--components", "--select", "--covariance", "--method", "--chains",
-                   "--warmup", "--samples", "--vi-steps", "--seed", "--n-init", "--out", "--no-report",
-                   "--dropna", "--quiet"):
+    for option in ("--columns", "--components", "--select", "--covariance", "--criterion", "--method",
+                   "--chains", "--warmup", "--samples", "--vi-steps", "--seed", "--n-init", "--out",
+                   "--no-report", "--dropna", "--quiet"):
         assert option in out
+    # the README's option table documents exactly the options of `fit --help`
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    documented = set(re.findall(r"`(--[a-z-]+)", "\n".join(l for l in readme.splitlines() if l.startswith("| `--"))))
+    offered = set(re.findall(r"(--[a-z][a-z-]+)", out)) - {"--help"}
+    assert documented == offered, (documented ^ offered)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,6 +208,8 @@ BAD = [
     (["fit", "--components", "2", "--select", "1..3"], r"--select: not allowed with argument --components"),
     (["fit", "{tmp}/ok.csv", "--select", "1..6"], r"too few rows for 6 components.*4 usable row"),
     (["fit", "--method", "mcmc"], r"--method: invalid choice: 'mcmc'"),
+    (["fit", "--criterion", "loo"], r"--criterion loo chooses a model: use it with --select A\.\.B or --covariance auto"),
+    (["fit", "--select", "1..2", "--criterion", "deviance"], r"--criterion: invalid choice: 'deviance'"),
     (["fit", "--covariance", "automatic"], r"--covariance: invalid choice: 'automatic'"),
     (["fit", "--chains", "0"], r"--chains.*positive integer"),
     (["fit", "--warmup", "-5"], r"--warmup.*positive integer"),
@@ -444,6 +452,23 @@ def test_select_chooses_the_number_of_components(diag3_csv, tmp_path):
     assert [int(r["n_components"]) for r in rows] == [2, 3, 4]
     assert [float(r["bic"]) for r in rows] == pytest.approx([bic[2], bic[3], bic[4]], abs=0.06)
     assert 'id="fig-criteria"' in (out / "report.html").read_text()
+
+
+def test_select_by_loo_and_aic(diag3_csv):
+    """--criterion: AIC at the MAP and PSIS-LOO from a NUTS posterior per K pick the known K = 3."""
+    status, stdout, stderr = run(["fit", str(diag3_csv), "--select", "2..4", "--covariance", "diag",
+                                  "--criterion", "aic", *MAP_ONLY])
+    assert status == 0, stderr
+    assert "chosen by AIC over K = 2..4" in stdout and "model selection by AIC" in stdout
+    assert "K = 3 components, covariance = diag" in stdout
+    status, stdout, stderr = run(["fit", str(diag3_csv), "--select", "2..3", "--covariance", "diag",
+                                  "--criterion", "loo", "--chains", "2", "--warmup", "150", "--samples", "150",
+                                  *MAP_ONLY])
+    assert status == 0, stderr
+    assert "model selection by LOO (lower is better; * = chosen: K = 3, diag)" in stdout
+    loo = {int(m.group(1)): float(m.group(2)) for m in re.finditer(r"^  ([23])\s+\*?([0-9.]+)\s*$", stdout, re.M)}
+    # the deviance-scale LOO of K = 2 is far worse than K = 3's (many MC errors apart on these data)
+    assert sorted(loo) == [2, 3] and loo[2] - loo[3] > 50, loo
 
 
 def test_covariance_auto_chooses_the_covariance_type(diag3_csv):

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from sklearn.utils.validation import check_random_state, validate_data
 
 from .core.params import COVARIANCE_TYPES
-from .core.prior import Prior, weighted_moments
+from .core.prior import HOST_CHUNK, Prior, weighted_moments
 
 __all__ = [
     "check_data",
@@ -180,18 +180,22 @@ def check_rank(X, sample_weight=None, *, covariance_type: str, with_prior: bool)
     """
     if not with_prior or covariance_type not in ("full", "tied"):
         return
-    X = np.asarray(X, np.float64)
+    X = np.asarray(X)
     n, d = X.shape
     if d < 2:
         return
     w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
-    mean = (w[:, None] * X).sum(0) / w.sum()
-    std = np.sqrt((w[:, None] * (X - mean) ** 2).sum(0) / w.sum())
+    mean, std = weighted_moments(X, w)
     keep = np.flatnonzero(std > 0)  # constant features have their own error (the prior's scales)
     if keep.size < 2:
         return
-    z = (X - mean)[:, keep] / std[keep] * np.sqrt(w / w.sum())[:, None]
-    corr = z.T @ z
+    # the weighted correlation matrix, accumulated in float64 over chunks of rows (a large float32
+    # X is never copied whole to float64)
+    corr = np.zeros((keep.size, keep.size))
+    for i in range(0, n, HOST_CHUNK):
+        j = min(i + HOST_CHUNK, n)
+        z = (np.asarray(X[i:j, keep], np.float64) - mean[keep]) / std[keep]
+        corr += (z * (w[i:j] / w.sum())[:, None]).T @ z
     eigval, eigvec = np.linalg.eigh(corr)
     if eigval[0] >= _COLLINEAR_EIG * max(eigval[-1], 1.0):
         return

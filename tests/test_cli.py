@@ -208,7 +208,8 @@ BAD = [
     (["fit", "--components", "2", "--select", "1..3"], r"--select: not allowed with argument --components"),
     (["fit", "{tmp}/ok.csv", "--select", "1..6"], r"too few rows for 6 components.*4 usable row"),
     (["fit", "--method", "mcmc"], r"--method: invalid choice: 'mcmc'"),
-    (["fit", "--criterion", "loo"], r"--criterion loo chooses a model: use it with --select A\.\.B or --covariance auto"),
+    (["fit", "--criterion", "loo"], r"--criterion loo chooses a model: use it with --select A\.\.B or "
+                                    r"--covariance auto"),
     (["fit", "--select", "1..2", "--criterion", "deviance"], r"--criterion: invalid choice: 'deviance'"),
     (["fit", "--covariance", "automatic"], r"--covariance: invalid choice: 'automatic'"),
     (["fit", "--chains", "0"], r"--chains.*positive integer"),

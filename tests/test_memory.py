@@ -44,16 +44,20 @@ def test_scoring_in_host_chunks_matches_one_pass(monkeypatch):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_fit_and_score_make_no_whole_float64_copy_of_float32_data(monkeypatch):
+@pytest.mark.parametrize("covariance_type", ["diag", "full"])  # full: also the collinearity check
+def test_fit_and_score_make_no_whole_float64_copy_of_float32_data(monkeypatch, covariance_type):
     """numpy allocations (tracemalloc) during fit and scoring stay below twice the float32 data:
     the standardised float32 copy plus per-row weights, not 8-byte copies of X (the host passes
     work in float64 on chunks of HOST_CHUNK rows)."""
+    import bayesgmm._validation as validation_module
+
     monkeypatch.setattr(prior_module, "HOST_CHUNK", 1024)
+    monkeypatch.setattr(validation_module, "HOST_CHUNK", 1024)
     rng = np.random.default_rng(2)
     n, d = 32_000, 8  # little padding: the blocks hold 32768 rows
     x = rng.normal(size=(n, d)).astype(np.float32)
     x[: n // 2] += 3.0
-    gm = GaussianMixture(2, covariance_type="diag", max_iter=2, tol=0.0, random_state=0)
+    gm = GaussianMixture(2, covariance_type=covariance_type, max_iter=2, tol=0.0, random_state=0)
     gm.fit(x).score_samples(x)  # compile first: tracing allocates Python objects too
     tracemalloc.start()
     try:

@@ -437,8 +437,9 @@ def _stack_runs(runs):
     history = np.full((len(infos), width), np.nan, dtype=infos[0].history.dtype)
     for r, i in enumerate(infos):
         history[r, : i.history.shape[1]] = i.history[0]
-    cat = [jnp.concatenate([getattr(i, f) for i in infos]) for f in ("objective", "log_likelihood", "n_iter", "converged")]
-    return params, EMInfo(*cat, history, jnp.concatenate([i.n_empty for i in infos]))
+    cat = {f: jnp.concatenate([getattr(i, f) for i in infos])
+           for f in ("objective", "log_likelihood", "n_iter", "converged", "n_empty")}
+    return params, EMInfo(history=history, **cat)
 
 
 def run_em(params0: GMMParams, xb, wb, prior: ResolvedPrior | None, reg_covar, tol, max_iter, estep=None):

@@ -46,28 +46,61 @@ def kmeans_plus_plus(key, x, w, n_components: int, n_local_trials: int | None = 
     -------
     centres : (n_components, D)
     """
+    return kmeans_plus_plus_blocks(key, x[None], w[None], n_components, n_local_trials)
+
+
+def _draw_rows(key, p, m: int):
+    """``m`` flat row indices drawn with probability proportional to ``p`` (n_blocks, block), >= 0.
+
+    Inverse-CDF sampling: one uniform per draw against the cumulative sums (within blocks, plus
+    the blocks' offsets, so that float32 rounding stays at the level of a block and the block
+    count), O(n) memory -- a Gumbel-max draw over n rows needs n random words per draw. Rows of
+    probability 0 (padding) are never drawn, and appending them leaves the draws unchanged.
+    """
+    within = jnp.cumsum(p, axis=1)
+    totals = within[:, -1]
+    cdf = (within + (jnp.cumsum(totals) - totals)[:, None]).reshape(-1)
+    u = jax.random.uniform(key, (m,), p.dtype) * cdf[-1]
+    return jnp.minimum(jnp.searchsorted(cdf, u, side="right"), cdf.shape[0] - 1)
+
+
+def kmeans_plus_plus_blocks(key, xb, wb, n_components: int, n_local_trials: int | None = None):
+    """:func:`kmeans_plus_plus` on data blocks ``xb`` (n_blocks, block, D), ``wb`` (n_blocks, block).
+
+    The candidates' potentials and the distance updates are passes over the blocks, so that the
+    working memory is O(n) for the distances plus O(block x trials) -- not O(n x trials).
+    """
     import math
 
     trials = n_local_trials or 2 + int(math.log(n_components))
     keys = jax.random.split(key, n_components)
-    logw = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)
-    i0 = jax.random.categorical(keys[0], logw)
-    centres = jnp.zeros((n_components, x.shape[1]), x.dtype).at[0].set(x[i0])
-    d2 = jnp.sum((x - x[i0]) ** 2, axis=-1)
+    _, block, d = xb.shape
+
+    def rows(i):  # rows of the flattened data, gathered from the blocks (no flat copy of xb)
+        return xb[i // block, i % block]
+
+    i0 = _draw_rows(keys[0], wb, 1)[0]
+    centres = jnp.zeros((n_components, d), xb.dtype).at[0].set(rows(i0))
+    d2 = jnp.sum((xb - rows(i0)) ** 2, axis=-1)  # (n_blocks, block)
+
+    def potentials(d2, cand):  # sum_n w min(d2, |x - cand_t|^2) for each candidate t: (trials,)
+        def blk(acc, inp):
+            x, w_, d2_ = inp
+            return acc + jnp.sum(w_[:, None] * jnp.minimum(d2_[:, None], _sq_dist(x, cand)), axis=0), None
+
+        return jax.lax.scan(blk, jnp.zeros((cand.shape[0],), xb.dtype), (xb, wb, d2))[0]
+
+    def updated(d2, c):  # min(d2, |x - c|^2), block by block
+        return jax.lax.map(lambda inp: jnp.minimum(inp[1], _sq_dist(inp[0], c[None])[:, 0]), (xb, d2))
 
     def body(i, carry):
         centres, d2 = carry
-        p = w * d2
+        p = wb * d2
         # all remaining mass at distance 0 (duplicated points): fall back to the weights
-        p = jnp.where(jnp.sum(p) > 0, p, w)
-        logits = jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)), -jnp.inf)
-        # one draw per key (not one draw of shape (trials,)), so that padding rows appended to x
-        # leave the chosen rows unchanged
-        idx = jax.vmap(lambda k: jax.random.categorical(k, logits))(jax.random.split(keys[i], trials))
-        cand = x[idx]  # (trials, D)
-        d2_cand = jnp.minimum(d2[None], _sq_dist(x, cand).T)  # (trials, n)
-        best = jnp.argmin(jnp.sum(w[None] * d2_cand, axis=-1))
-        return centres.at[i].set(cand[best]), d2_cand[best]
+        p = jnp.where(jnp.sum(p) > 0, p, wb)
+        cand = rows(_draw_rows(keys[i], p, trials))  # (trials, D)
+        best = jnp.argmin(potentials(d2, cand))
+        return centres.at[i].set(cand[best]), updated(d2, cand[best])
 
     centres, _ = jax.lax.fori_loop(1, n_components, body, (centres, d2))
     return centres
@@ -80,7 +113,7 @@ def kmeans(key, xb, wb, n_components: int, max_iter: int = _KMEANS_MAX_ITER, tol
     devices, :func:`bayesgmm.core.sharding.sharded_block_sum`).
     """
     d = xb.shape[-1]
-    centres = kmeans_plus_plus(key, xb.reshape(-1, d), wb.reshape(-1), n_components)
+    centres = kmeans_plus_plus_blocks(key, xb, wb, n_components)
     block_sum = block_sum or local_block_sum
 
     def lloyd(c):
@@ -149,7 +182,7 @@ def init_params(
         if method == "kmeans":
             centres = kmeans(key, xb, wb, k, block_sum=block_sum)
         else:
-            centres = kmeans_plus_plus(key, xb.reshape(-1, d), wb.reshape(-1), k)
+            centres = kmeans_plus_plus_blocks(key, xb, wb, k)
 
         def resp_fn(i, x):
             return jax.nn.one_hot(jnp.argmin(_sq_dist(x, centres), axis=-1), k, dtype=dtype)

@@ -12,7 +12,8 @@ kernel is compiled once, where ``MCMC.warmup`` + ``MCMC.run`` compile it twice a
 recompiles on every call), compilation is timed apart from running, and the compiled program is
 cached per model structure, sampler settings and data shape, so refitting a same-shaped data set
 (replicated data sets, cross-validation, the estimator refitting) does not recompile. Data and
-prior values are arguments of the program, not constants baked into it.
+prior values are arguments of the program, not constants baked into it. SVI's program (guide
+set-up, optimisation and draws) is cached the same way, with the start as an argument too.
 """
 
 from __future__ import annotations
@@ -930,13 +931,14 @@ def run_svi(
     num_samples : int, default=1000
         Draws from the fitted guide.
     progress_bar : bool, default=False
-        Show a tqdm progress bar (the timings then include compilation).
+        Show a tqdm progress bar (the timings then include compilation, and the compiled
+        program is not cached; it is not cached either when ``optimizer`` is given).
 
     Returns
     -------
     SamplerResult
         ``method="vi"``; ``draws`` with leading axes ``(1, num_samples)``; ``info["elbo"]``
-        of shape (num_steps,).
+        of shape (num_steps,); ``info["cache_hit"]``: whether a compiled program was reused.
     """
     if guide not in GUIDES:
         raise ValueError(

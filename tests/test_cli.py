@@ -307,7 +307,9 @@ def test_report_run_prints_every_section(report_run):
     row = re.search(r"^  nuts\s+2 x 100 \(\+100 warm-up\)\s+([0-9.]+) \(([0-9.]+)\)\s+(\d+) / (\d+)\s+(\d+)", stdout,
                     re.M)
     assert row, stdout
-    assert float(row.group(1)) < 1.1 and int(row.group(3)) > 50
+    # (2 short chains of 100 draws: R-hat varies by about +-0.1 between seeds; a relabelling
+    # failure gives 1.5 and more)
+    assert float(row.group(1)) < 1.25 and int(row.group(3)) > 50
     # well-separated clusters: few points are unsure of their component
     m = re.search(r"(\d+) of 272 points \(([0-9.]+)%\) have max_k p\(k \| x\) < 0.9", stdout)
     assert m and int(m.group(1)) <= 10

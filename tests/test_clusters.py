@@ -235,7 +235,11 @@ def test_n_occupied_ignores_zero_weight_rows(overlap):
     p2.__dict__.update(post.__dict__)
     p2.sample_weight = (y == 3).astype(float)
     occ = p2.n_occupied(random_state=0)
-    assert np.all(occ == 1)
+    full = post.n_occupied(random_state=0)
+    # the far cluster's points sit in one component in (nearly) every draw; counted over all rows
+    # every draw occupies several
+    assert np.mean(occ == 1) >= 0.95 and occ.max() <= 2, np.bincount(occ.ravel())
+    assert full.min() >= 3
 
 
 # -- anomalies ---------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
+from ._compile_cache import enable_compilation_cache
 from ._validation import (
     check_data,
     check_params,
@@ -27,8 +28,9 @@ from ._validation import (
     resolve_prior_arg,
     seed_from,
 )
-from .core.density import _bucket, default_block_size, log_likelihood, map_blocks, weighted_log_prob
+from .core.density import _bucket, default_block_size, map_blocks, weighted_log_prob
 from .core.init import INIT_METHODS
+from .core.programs import component_bucket, compiler_options
 from .core.online import online_em_init, online_em_step
 from .core.params import GMMParams
 from .core.sharding import (
@@ -56,25 +58,33 @@ def _n_parameters(covariance_type, k, d):
     return int(cov + k * d + k - 1)
 
 
-@jax.jit
-def _score_block(params: GMMParams, x):
-    return log_likelihood(params, x)
-
-
-@jax.jit
-def _logprob_block(params: GMMParams, x):
+def _score_rows(params: GMMParams, x):
+    """Per row, the log responsibilities and then the log density: shape (n, K + 1)."""
     lp = weighted_log_prob(params, x)
-    return lp - jax.scipy.special.logsumexp(lp, axis=-1, keepdims=True)
+    lse = jax.scipy.special.logsumexp(lp, axis=-1, keepdims=True)
+    return jnp.concatenate([lp - lse, lse], axis=-1)
 
 
-@functools.partial(jax.jit, static_argnames=("fn", "block"))
-def _apply_in_blocks(fn, params, z, block):
-    return map_blocks(lambda xb: fn(params, xb), z, block)
+def _apply_in_blocks(params, z, block):
+    return map_blocks(lambda xb: _score_rows(params, xb), z, block)
 
 
-@functools.partial(jax.jit, static_argnames=("fn", "block", "mesh"))
-def _apply_sharded(fn, params, z, block, mesh):
-    return sharded_map_blocks(lambda xb: fn(params, xb), z, block, mesh)
+def _apply_sharded(params, z, block, mesh):
+    return sharded_map_blocks(lambda xb: _score_rows(params, xb), z, block, mesh)
+
+
+@functools.lru_cache(maxsize=None)
+def _scoring_programs():
+    """The one scoring program (every scoring method reads its columns), and its sharded twin.
+
+    Built at first use: the compile options depend on the backend, which import must not start.
+    """
+    enable_compilation_cache()
+    opts = compiler_options("fast")
+    return (
+        jax.jit(_apply_in_blocks, static_argnames=("block",), compiler_options=opts),
+        jax.jit(_apply_sharded, static_argnames=("block", "mesh"), compiler_options=opts),
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("estep",))
@@ -82,6 +92,11 @@ def _online_step(state, xb, wb, prior, reg_covar, t0, kappa, estep=None):
     if estep is None:
         return online_em_step(state, xb, wb, prior, reg_covar, t0, kappa)
     return online_em_step(state, xb, wb, prior, reg_covar, t0, kappa, estep=estep)
+
+
+def _device(params: GMMParams, dtype) -> GMMParams:
+    """Host parameters on the default device in ``dtype`` (a transfer; nothing is compiled)."""
+    return jax.device_put(jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), params))
 
 
 def _to_host(a):
@@ -394,7 +409,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         w = np.ones(n) if w is None else w
         dtype = default_dtype()
         if getattr(self, "_online", None) is None:
-            self._online = online_em_init(self._std_params(), self._fit_weight)
+            self._online = online_em_init(_device(self._std_params(), dtype), self._fit_weight)
         prior = self.map_result_.prior
         shift = jnp.asarray(self._shift, dtype)
         scale = jnp.asarray(self._scale, dtype)
@@ -467,7 +482,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             n_init = 1
         seed = seed_from(self.random_state)
         result = fit_map(
-            jax.random.key(seed),
+            seed,
             X,
             n_components=self.n_components,
             covariance_type=self.covariance_type,
@@ -718,10 +733,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def params_(self) -> GMMParams:
         """The fitted parameters as a :class:`bayesgmm.GMMParams` (data units, float64 numpy)."""
         check_is_fitted(self)
-        return GMMParams.from_covariances(self.weights_, self.means_, self.covariances_, self.covariance_type)
+        return GMMParams.from_covariances(
+            self.weights_, self.means_, self.covariances_, self.covariance_type, xp=np
+        )
 
-    def _std_params(self):
-        dtype = default_dtype()
+    def _std_params(self, n_components=None):
+        """The fitted parameters in the standardised frame of the fit (host float64), padded with
+        zero-weight components to ``n_components``."""
         shift, scale = self._shift, self._scale
         ct = self.covariance_type
         cov = np.asarray(self.covariances_, np.float64)
@@ -732,41 +750,45 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         else:
             cov = cov / scale[0] ** 2
         means = (self.means_ - shift) / scale
-        return GMMParams.from_covariances(
-            jnp.asarray(self.weights_, dtype), jnp.asarray(means, dtype), jnp.asarray(cov, dtype), ct
-        )
+        p = GMMParams.from_covariances(self.weights_, means, cov, ct, xp=np)
+        return p if n_components is None else p.pad_components(n_components)
 
-    def _blocks(self, fn, X):
-        dtype = default_dtype()
-        params = self._std_params()
-        n = X.shape[0]
-        block = default_block_size(self.n_components, X.shape[1])
+    def _blocks(self, X, part):
+        """``part="log_resp"``: log responsibilities (n, K); ``"log_density"``: log densities (n,) in
+        the standardised frame (float64; only that part is copied out of the device's dtype)."""
+        pick = (lambda o, n: o[:n, :k]) if part == "log_resp" else (lambda o, n: o[:n, -1])
+        dtype = np.dtype(default_dtype())
+        n, d = X.shape
+        k = self.n_components
+        block = default_block_size(k, d)
         mesh = data_mesh(self.devices)
+        in_blocks, sharded = _scoring_programs()
         if mesh is not None:  # rows split over the devices, each passes over its share in blocks
             s = n_shards(mesh)
             local = min(block, _bucket(-(-n // s)))
             n_pad = -(-n // (s * local)) * s * local
+            params = _device(self._std_params(), dtype)
             z = standardize_rows(X, self._shift, self._scale, dtype, n_pad)
-            out = _apply_sharded(fn, params, shard_rows(z, n_pad, mesh), local, mesh)
-            return np.asarray(_to_host(out)[:n], np.float64)
+            return pick(np.asarray(_to_host(sharded(params, shard_rows(z, n_pad, mesh), local, mesh))), n).astype(np.float64)
         chunk = block * max(1, _SCORE_CHUNK_ROWS // block)
         if n > chunk:
             # large X: host chunks of one size (one compilation), so that only one chunk's
             # standardised copy exists at a time
-            out = None
+            params = _device(self._std_params(), dtype)
+            out = np.empty((n, k) if part == "log_resp" else (n,), np.float64)
             for i in range(0, n, chunk):
                 j = min(i + chunk, n)
-                z = jnp.asarray(standardize_rows(X[i:j], self._shift, self._scale, dtype, chunk))
-                r = np.asarray(_apply_in_blocks(fn, params, z, block))[: j - i]
-                if out is None:
-                    out = np.empty((n,) + r.shape[1:], np.float64)
-                out[i:j] = r
+                z = jax.device_put(standardize_rows(X[i:j], self._shift, self._scale, dtype, chunk))
+                out[i:j] = pick(np.asarray(in_blocks(params, z, block)), j - i)
             return out
         n_pad = _padded_rows(n, block)
-        # zero padding rows are harmless (the standardised origin) and cut off below
-        z = jnp.asarray(standardize_rows(X, self._shift, self._scale, dtype, n_pad))
-        out = _apply_in_blocks(fn, params, z, min(block, n_pad))
-        return np.asarray(out[:n], np.float64)
+        # small X: components padded to the bucket of the fit's programs (one scoring program
+        # serves every n_components up to it); zero padding rows are harmless (the standardised
+        # origin) and cut off below
+        k_pad = component_bucket(k, n_pad, d, self.covariance_type)
+        params = _device(self._std_params(k_pad), dtype)
+        z = jax.device_put(standardize_rows(X, self._shift, self._scale, dtype, n_pad))
+        return pick(np.asarray(in_blocks(params, z, min(block, n_pad))), n).astype(np.float64)
 
     def _check_X(self, X):
         check_is_fitted(self)
@@ -784,7 +806,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ndarray of shape (n_samples,)
         """
         X = self._check_X(X)
-        return self._blocks(_score_block, X) - float(np.sum(np.log(self._scale)))
+        return self._blocks(X, "log_density") - float(np.sum(np.log(self._scale)))
 
     def score(self, X, y=None, sample_weight=None):
         """(Weighted) mean log density of ``X``, a float."""
@@ -797,7 +819,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def predict_proba(self, X):
         """Posterior component probabilities (responsibilities), shape (n_samples, n_components)."""
         X = self._check_X(X)
-        return np.exp(self._blocks(_logprob_block, X))
+        return np.exp(self._blocks(X, "log_resp"))
 
     def predict(self, X):
         """Most probable component of each sample, shape (n_samples,)."""
@@ -805,7 +827,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return self._predict_checked(X)
 
     def _predict_checked(self, X):
-        return np.argmax(self._blocks(_logprob_block, X), axis=1)
+        return np.argmax(self._blocks(X, "log_resp"), axis=1)
 
     def sample(self, n_samples=1):
         """Draw samples from the fitted mixture.

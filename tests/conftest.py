@@ -1,10 +1,31 @@
 """Shared fixtures: known-truth mixtures and an x64 switch (CPU, fixed seeds)."""
 
+import os
+import shutil
+import tempfile
+
 import jax
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import special_ortho_group
+
+
+def pytest_configure(config):
+    """One temporary compilation cache for the whole run, shared by the xdist workers (they start
+    after this hook and inherit the environment), so that a program is compiled once per run; the
+    user's own cache directory is never touched."""
+    if hasattr(config, "workerinput") or "BAYESGMM_COMPILATION_CACHE" in os.environ:
+        return
+    config._bayesgmm_cache = tempfile.mkdtemp(prefix="bayesgmm-test-xla-")
+    os.environ["BAYESGMM_COMPILATION_CACHE"] = config._bayesgmm_cache
+
+
+def pytest_unconfigure(config):
+    path = getattr(config, "_bayesgmm_cache", None)
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+        os.environ.pop("BAYESGMM_COMPILATION_CACHE", None)
 
 
 def _n_memory_mappings():

@@ -197,7 +197,7 @@ def test_more_restarts_never_do_worse(prior):
 def test_restarts_one_at_a_time_on_several_blocks(monkeypatch):
     """On a CPU, data of several blocks run the restarts in turn: the first restart is the
     n_init=1 run bit for bit, and every restart agrees with the vmapped batch to rounding."""
-    from bayesgmm.infer import map_em
+    from bayesgmm.core import programs
 
     x, _ = _data("full", 3, 2, 3000, seed=7)
     kw = dict(n_components=3, covariance_type="full", prior=None, tol=1e-6, max_iter=200, block_size=512)
@@ -206,8 +206,7 @@ def test_restarts_one_at_a_time_on_several_blocks(monkeypatch):
     seq = fit_map(jax.random.PRNGKey(0), x, n_init=4, **kw)
     assert seq.restart_objectives[0] == one.restart_objectives[0]
     assert seq.objective >= one.objective
-    monkeypatch.setattr(em_module, "restarts_one_at_a_time", lambda r, b: False)
-    monkeypatch.setattr(map_em, "restarts_one_at_a_time", lambda r, b: False)
+    monkeypatch.setattr(programs, "restarts_one_at_a_time", lambda r, b: False)
     together = fit_map(jax.random.PRNGKey(0), x, n_init=4, **kw)
     np.testing.assert_allclose(seq.restart_objectives, together.restart_objectives, rtol=1e-6)
     # (the restarts reach one optimum, so which is "best" is a tie broken by rounding)
@@ -290,7 +289,9 @@ def test_chunked_passes_match_a_single_block(x64):
     z, w = jnp.asarray((x - one.shift) / one.scale), jnp.ones(x.shape[0])
     a, b = estep_stats(p, *to_blocks(z, w, 4096)), estep_stats(p, *to_blocks(z, w, 96))
     for name in ("nk", "t2", "loglik"):
-        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-12, err_msg=name)
+        # rounding is relative to the summands' size: for t2 that of its largest (diagonal) entries
+        scale = float(np.max(np.abs(getattr(a, name))))
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-12, atol=1e-12 * scale, err_msg=name)
     np.testing.assert_allclose(b.t1, a.t1, atol=1e-11 * float(jnp.max(a.nk)))  # t1 ~ 0 at the MAP
     # whole fits: the same optimum; the covariance step's line search makes discrete choices that
     # rounding can flip, which moves the iterates along the flat top by ~1e-9 relative

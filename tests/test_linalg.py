@@ -14,7 +14,7 @@ import pytest
 from scipy.special import logsumexp
 
 from bayesgmm import GMMParams, Prior
-from bayesgmm.core import em as em_module
+from bayesgmm.core import programs
 from bayesgmm.core import linalg
 from bayesgmm.core.density import estep_stats, to_blocks
 from bayesgmm.infer import fit_map
@@ -88,26 +88,33 @@ def test_full_estep_stats_match_definition(dtype):
         np.testing.assert_allclose(g, e, rtol=rtol, atol=rtol * scale)
 
 
-def _compiled_em_segment(monkeypatch, covariance_type, prior):
+def _compiled_em_program(monkeypatch, covariance_type, prior):
+    """The compiled fit program (initialisation, EM loop and final pass) of a small fit."""
     seen = {}
-    orig = em_module._em_segment_batched
+    orig = programs.programs
 
-    def spy(*args):
-        seen["args"] = args
-        return orig(*args)
+    def spy(profile):
+        start, cont = orig(profile)
 
-    monkeypatch.setattr(em_module, "_em_segment_batched", spy)
+        def start_spy(*args, **kwargs):
+            seen["call"] = (start, args, kwargs)
+            return start(*args, **kwargs)
+
+        return start_spy, cont
+
+    monkeypatch.setattr(programs, "programs", spy)
     x = np.random.default_rng(3).normal(size=(64, 3))
     fit_map(jax.random.PRNGKey(0), x, n_components=2, covariance_type=covariance_type, prior=prior,
             max_iter=1, n_init=2)
-    return orig.lower(*seen["args"]).compile().as_text()
+    start, args, kwargs = seen["call"]
+    return start.lower(*args, **kwargs).compile().as_text()
 
 
 @pytest.mark.parametrize(
     "covariance_type, prior", [("full", None), ("full", Prior()), ("tied", Prior())], ids=["ml-full", "map-full", "map-tied"]
 )
 def test_em_loop_has_no_lapack_calls(monkeypatch, covariance_type, prior):
-    hlo = _compiled_em_segment(monkeypatch, covariance_type, prior)
+    hlo = _compiled_em_program(monkeypatch, covariance_type, prior)
     assert "while" in hlo  # the compiled EM loop itself
     calls = sorted(set(re.findall(r'custom_call_target="([^"]+)"', hlo)))
     assert not [c for c in calls if "lapack" in c], calls

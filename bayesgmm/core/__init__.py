@@ -1,13 +1,14 @@
-"""Pure-JAX core: parameters, priors, log densities, EM, initialisation and criteria.
+"""Pure-JAX core: parameters, priors, log densities, EM and its compiled programs, initialisation.
 
 Imports jax and numpy only (no numpyro, arviz, scikit-learn or matplotlib).
 """
 
 from .density import component_log_prob, log_likelihood, responsibilities
-from .em import EMInfo, EMState, em_init, em_step, m_step, run_em
+from .em import EMInfo, EMState, em_init, em_step, m_step
 from .logdensity import log_posterior
 from .online import OnlineEMInfo, OnlineEMState, online_em_init, online_em_step
 from .params import COVARIANCE_TYPES, GMMParams
+from .programs import fit_em, run_em
 from .prior import Prior, ResolvedPrior, log_prior, resolve_prior
 from .sharding import data_mesh, sharded_estep
 
@@ -24,6 +25,7 @@ __all__ = [
     "data_mesh",
     "em_init",
     "em_step",
+    "fit_em",
     "log_likelihood",
     "log_posterior",
     "log_prior",

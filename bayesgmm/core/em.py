@@ -30,16 +30,18 @@ from .prior import ResolvedPrior, log_prior, lkj_cholesky_log_density, scale_log
 __all__ = [
     "EMState",
     "EMInfo",
+    "EMRun",
+    "em_continue",
     "em_init",
+    "em_segment",
     "em_step",
     "m_step",
     "objective",
-    "run_em",
     "TRACE_COUNTS",
 ]
 
-#: Number of times each jitted entry point has been traced (compiled); used by tests.
-TRACE_COUNTS = {"em_segment": 0, "em_objective": 0}
+#: Number of times each jitted EM program has been traced (compiled); used by tests.
+TRACE_COUNTS = {"em_start": 0, "em_continue": 0}
 
 #: Iterations run per jitted call; longer fits run several segments (no recompilation).
 SEGMENT = 128
@@ -59,14 +61,15 @@ class EMState(NamedTuple):
 
 
 class EMInfo(NamedTuple):
-    """What a finished EM run reports (leading ``(n_init,)`` axis for batched restarts)."""
+    """What a finished EM run reports (host arrays, leading ``(n_init,)`` axis for restarts)."""
 
-    objective: jax.Array  # log posterior (MAP) or log-likelihood (ML) at the returned parameters
-    log_likelihood: jax.Array
-    n_iter: jax.Array
-    converged: jax.Array
-    history: np.ndarray  # objective after 0, 1, ..., n_iter M-steps (host array, NaN padded)
-    n_empty: jax.Array  # components with zero weight
+    objective: np.ndarray  # log posterior (MAP) or log-likelihood (ML) at the returned parameters
+    log_likelihood: np.ndarray
+    n_iter: np.ndarray
+    converged: np.ndarray
+    history: np.ndarray  # objective after 0, 1, ..., n_iter M-steps (NaN padded)
+    n_empty: np.ndarray  # components with zero weight
+    finite: np.ndarray  # objective and parameters finite
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,16 +144,20 @@ def _unwhiten(ct, params: GMMParams, t1):
     return params.scales[:, None] * t1
 
 
-def _weight_step(nk, prior: ResolvedPrior | None, eps, weights):
-    # a component with weight exactly 0 (emptied by a sparse prior, or pruned after it collapsed)
-    # stays out of the mixture
+def _weight_step(nk, prior: ResolvedPrior | None, eps, weights, mask=None):
+    # a component with weight exactly 0 (emptied by a sparse prior, pruned after it collapsed, or
+    # padding) stays out of the mixture
     active = weights > 0
     if prior is None:
         w = jnp.where(active, nk + eps, 0.0)
         return w / jnp.sum(w)
     a = jnp.where(active, jnp.maximum(nk + prior.weight_concentration - 1.0, 0.0), 0.0)
     total = jnp.sum(a)
-    return jnp.where(total > 0, a / jnp.where(total > 0, total, 1.0), jnp.full_like(a, 1.0 / a.shape[0]))
+    if mask is None:
+        uniform = jnp.full_like(a, 1.0 / a.shape[0])
+    else:
+        uniform = jnp.where(mask, 1.0 / jnp.sum(mask), 0.0).astype(a.dtype)
+    return jnp.where(total > 0, a / jnp.where(total > 0, total, 1.0), uniform)
 
 
 def _cov_to_factors(ct, v):
@@ -178,9 +185,9 @@ def _cov_objective(ct, v, scatter, n, prior: ResolvedPrior, d):
         safe_u = jnp.where(ok[..., None, None], u, jnp.eye(d, dtype=v.dtype))
         sdu = jnp.diagonal(safe_u, axis1=-2, axis2=-1)
         logdet = 2 * jnp.sum(jnp.log(sdu), axis=-1)
-        z = linalg.solve_lower(safe_u, scatter)
-        z = linalg.solve_lower(safe_u, jnp.swapaxes(z, -1, -2))
-        tr = jnp.trace(z, axis1=-2, axis2=-1)
+        # tr(V^-1 S) = tr(M^T M S) = sum((M S) * M) with M = U^-1: one triangular inverse, not two solves
+        m = linalg.inv_lower(safe_u)
+        tr = jnp.sum((m @ scatter) * m, axis=(-2, -1))
         s = jnp.sqrt(jnp.sum(safe_u * safe_u, axis=-1))  # row norms = sqrt(diag V)
         lkj = lkj_cholesky_log_density(safe_u / s[..., :, None], prior.lkj_concentration)
         lps = jnp.sum(scale_log_density(s, prior.scale_scale, prior.scale_prior), axis=-1)
@@ -241,8 +248,13 @@ def _cov_gradient(ct, v, scatter, n, prior: ResolvedPrior, d):
 
 
 def _cov_map_step(ct, v, scatter, n, prior: ResolvedPrior, d):
-    """Natural-gradient ascent with backtracking on the covariance M-step objective."""
-    betas = 0.5 ** jnp.arange(_N_BETAS, dtype=v.dtype)
+    """Natural-gradient ascent with backtracking on the covariance M-step objective.
+
+    Each step evaluates the objective once, batched over the step sizes ``beta`` and ``beta = 0``
+    (the current point, whose value every candidate must not fall below): one copy of the
+    objective in the compiled program, not one per use.
+    """
+    betas = jnp.concatenate([0.5 ** jnp.arange(_N_BETAS, dtype=v.dtype), jnp.zeros((1,), v.dtype)])
 
     def one(v, _):
         g = _cov_gradient(ct, v, scatter, n, prior, d)
@@ -254,10 +266,10 @@ def _cov_map_step(ct, v, scatter, n, prior: ResolvedPrior, d):
             step = (2.0 / (n + 1.0))[:, None] * v * v * g
         else:
             step = 2.0 / (n * d + 1.0) * v * v * g
-        f0, _ = _cov_objective(ct, v, scatter, n, prior, d)
         cands = v[None] + betas.reshape((-1,) + (1,) * v.ndim) * step[None]
-        fc, okc = jax.vmap(lambda c: _cov_objective(ct, c, scatter, n, prior, d))(cands)
-        good = okc & (fc >= f0[None])  # (n_betas,) + per-component shape
+        fc, okc = _cov_objective(ct, cands, scatter, n, prior, d)  # batched over the candidates
+        f0 = fc[-1]
+        good = okc[:-1] & (fc[:-1] >= f0[None])  # (n_betas,) + per-component shape
         first = jnp.argmax(good, axis=0)  # the largest acceptable step
         keep = jnp.any(good, axis=0)
         chosen = jnp.take_along_axis(cands, first.reshape((1,) + first.shape + (1,) * (v.ndim - first.ndim)), axis=0)[0]
@@ -281,7 +293,8 @@ def _shrunk_cov(ct, scatter, nk, prior: ResolvedPrior, d):
 
 
 def m_step(
-    params: GMMParams, stats: EStepStats, prior: ResolvedPrior | None, reg_covar, *, start: bool = False
+    params: GMMParams, stats: EStepStats, prior: ResolvedPrior | None, reg_covar, *, start: bool = False,
+    mask=None,
 ) -> GMMParams:
     """One ECM M-step from whitened E-step statistics.
 
@@ -294,6 +307,8 @@ def m_step(
     start : bool
         Initialisation from responsibilities: maximum-likelihood means and, under a prior, the
         closed-form shrunk covariance instead of the natural-gradient step.
+    mask : bool array of shape (K,), optional
+        The components of the model; the others are padding (weight 0), see :func:`log_prior`.
 
     Returns
     -------
@@ -303,7 +318,7 @@ def m_step(
     d = params.n_features
     dtype = params.means.dtype
     eps = 10 * jnp.finfo(dtype).eps
-    weights = _weight_step(stats.nk, prior, eps, params.weights)
+    weights = _weight_step(stats.nk, prior, eps, params.weights, mask)
     means = _mean_step(ct, params, stats, None if start else prior, eps)
     delta = means - params.means
     scatter = _scatter_new(ct, params, stats, delta)
@@ -327,34 +342,48 @@ def m_step(
         v = _cov_map_step(ct, v0, scatter, n, prior, d)
     scales, corr_chol = _cov_to_factors(ct, v)
     new = GMMParams(weights, means, scales, corr_chol, ct)
+    if mask is not None:
+        new = _keep_padding(new, params, mask)
     if prior is not None and prior.ordered_means:
-        new = sort_components(new, prior)
+        new = sort_components(new, mask)
     return new
 
 
-def sort_components(params: GMMParams, prior=None) -> GMMParams:
-    """Reorder components by the mean of the first feature."""
-    order = jnp.argsort(params.means[..., 0], axis=-1)
+def _keep_padding(new: GMMParams, old: GMMParams, mask) -> GMMParams:
+    """``new`` for the components in ``mask``, ``old`` for the padding: padding keeps the benign
+    values it started with (mean 0, unit covariance), whatever the M-step makes of no data."""
+    fields = {}
+    for name, axis in new._component_axes().items():
+        a = getattr(new, name)
+        if axis is None or a is None:
+            continue
+        m = mask.reshape(mask.shape + (1,) * (-axis - 1))
+        fields[name] = jnp.where(m, a, getattr(old, name))
+    return new.replace(**fields)
+
+
+def sort_components(params: GMMParams, mask=None) -> GMMParams:
+    """Reorder components by the mean of the first feature (padding, outside ``mask``, last)."""
+    key = params.means[..., 0]
+    if mask is not None:
+        key = jnp.where(mask, key, jnp.inf)
+    order = jnp.argsort(key, axis=-1)
     return permute_components(params, order)
 
 
 def permute_components(params: GMMParams, order) -> GMMParams:
     """Apply a component permutation ``order`` (K,) to every per-component field."""
-    ct = params.covariance_type
-    take = lambda a: jnp.take(a, order, axis=0)  # noqa: E731
-    scales = params.scales if ct == "tied" else take(params.scales)
-    corr = params.corr_chol if ct != "full" else take(params.corr_chol)
-    return GMMParams(take(params.weights), take(params.means), scales, corr, ct)
+    return params.take_components(order)
 
 
 # ---------------------------------------------------------------------------------------------
 # objective, init/step, the loop
 # ---------------------------------------------------------------------------------------------
-def objective(params: GMMParams, stats: EStepStats, prior: ResolvedPrior | None):
+def objective(params: GMMParams, stats: EStepStats, prior: ResolvedPrior | None, mask=None):
     """Log posterior (MAP) or log-likelihood (ML) from a pass's statistics."""
     if prior is None:
         return stats.loglik
-    return stats.loglik + log_prior(params, prior)
+    return stats.loglik + log_prior(params, prior, mask)
 
 
 def em_init(params: GMMParams) -> EMState:
@@ -362,23 +391,27 @@ def em_init(params: GMMParams) -> EMState:
     return EMState(params, jnp.asarray(-jnp.inf, dtype), jnp.asarray(0, jnp.int32), jnp.asarray(False))
 
 
-def em_step(state: EMState, xb, wb, prior, reg_covar, tol, total_weight, estep=estep_stats):
+def em_step(state: EMState, xb, wb, prior, reg_covar, tol, total_weight, estep=estep_stats, mask=None):
     """One EM iteration: E-step at ``state.params`` (whose objective it returns), then M-step.
 
     ``estep`` is the pass over the data blocks (default :func:`estep_stats`; the sharded pass of
-    :func:`bayesgmm.core.sharding.sharded_estep` for data split across devices).
+    :func:`bayesgmm.core.sharding.sharded_estep` for data split across devices). ``mask`` marks
+    the components of the model when the parameters carry padding (see :func:`m_step`).
     """
     stats = estep(state.params, xb, wb)
-    obj = objective(state.params, stats, prior)
-    new_params = m_step(state.params, stats, prior, reg_covar)
+    obj = objective(state.params, stats, prior, mask)
+    new_params = m_step(state.params, stats, prior, reg_covar, mask=mask)
     change = (obj - state.prev_objective) / total_weight
     converged = jnp.abs(change) < tol
     return EMState(new_params, obj, state.n_iter + 1, converged), obj
 
 
-def _em_segment(state: EMState, xb, wb, prior, reg_covar, tol, max_iter, estep=estep_stats):
-    """Run up to ``SEGMENT`` iterations (stopping at convergence or ``max_iter``)."""
-    TRACE_COUNTS["em_segment"] += 1
+def em_segment(state: EMState, xb, wb, prior, reg_covar, tol, max_iter, mask=None, estep=estep_stats):
+    """Run up to ``SEGMENT`` iterations (stopping at convergence or ``max_iter``).
+
+    Returns the state and the objective before each M-step of the segment, shape (SEGMENT,),
+    NaN after the last.
+    """
     total = jnp.sum(wb)
     start = state.n_iter
     hist = jnp.full((SEGMENT,), jnp.nan, state.params.means.dtype)
@@ -391,33 +424,44 @@ def _em_segment(state: EMState, xb, wb, prior, reg_covar, tol, max_iter, estep=e
 
     def body(c):
         s, h = c
-        s2, obj = em_step(s, xb, wb, prior, reg_covar, tol, total, estep)
+        s2, obj = em_step(s, xb, wb, prior, reg_covar, tol, total, estep, mask)
         h = h.at[s.n_iter - start].set(obj)
         return s2, h
 
     return jax.lax.while_loop(cond, body, (state, hist))
 
 
-def _final_pass(params: GMMParams, xb, wb, prior, estep=estep_stats):
-    TRACE_COUNTS["em_objective"] += 1
-    stats = estep(params, xb, wb)
-    return objective(params, stats, prior), stats.loglik
+class EMRun(NamedTuple):
+    """What one segment of EM reports for one restart (see :func:`em_continue`)."""
+
+    state: EMState
+    history: jax.Array  # (SEGMENT,): the objective before each M-step of the segment, NaN after
+    objective: jax.Array  # log posterior (MAP) or log-likelihood (ML) at state.params
+    log_likelihood: jax.Array
+    finite: jax.Array  # the objective and every parameter are finite
+    n_empty: jax.Array  # components of the model with weight exactly 0
 
 
-_em_segment_batched = jax.jit(jax.vmap(_em_segment, in_axes=(0, None, None, None, None, None, None)))
-_final_pass_batched = jax.jit(jax.vmap(_final_pass, in_axes=(0, None, None, None)))
+def em_continue(state: EMState, xb, wb, prior, reg_covar, tol, max_iter, mask=None, estep=estep_stats) -> EMRun:
+    """One segment of EM from ``state``, then the pass that scores its parameters.
 
-
-@functools.lru_cache(maxsize=None)
-def _batched_runners(estep):
-    """Jitted, restart-batched segment and final pass for another E-step (e.g. a sharded one)."""
-    seg = jax.jit(jax.vmap(functools.partial(_em_segment, estep=estep), in_axes=(0,) + (None,) * 6))
-    fin = jax.jit(jax.vmap(functools.partial(_final_pass, estep=estep), in_axes=(0, None, None, None)))
-    return seg, fin
+    The final pass is part of every segment, so that a fit that converges within one segment --
+    nearly all -- is a single program call; a longer fit wastes one pass per extra segment.
+    """
+    state, hist = em_segment(state, xb, wb, prior, reg_covar, tol, max_iter, mask, estep)
+    stats = estep(state.params, xb, wb)
+    obj = objective(state.params, stats, prior, mask)
+    finite = jnp.isfinite(obj)
+    for a in jax.tree_util.tree_leaves(state.params):
+        finite = finite & jnp.all(jnp.isfinite(a))
+    empty = state.params.weights <= 0
+    if mask is not None:
+        empty = empty & mask
+    return EMRun(state, hist, obj, stats.loglik, finite, jnp.sum(empty))
 
 
 def restarts_one_at_a_time(n_restarts: int, n_blocks: int) -> bool:
-    """Whether :func:`run_em` runs the restarts one after another rather than vmapped together.
+    """Whether EM runs the restarts one after another rather than vmapped together.
 
     Vmapped restarts multiply every block's working set by the number of restarts; on a CPU that
     spills the caches, and 8 restarts cost 10--15 times one at 100k--200k rows. So on a CPU, data
@@ -427,76 +471,3 @@ def restarts_one_at_a_time(n_restarts: int, n_blocks: int) -> bool:
     batch, where it pays.
     """
     return n_restarts > 1 and n_blocks > 1 and jax.default_backend() == "cpu"
-
-
-def _stack_runs(runs):
-    """One batched ``(params, EMInfo)`` from single-restart runs (histories NaN-padded)."""
-    params = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *[p for p, _ in runs])
-    infos = [i for _, i in runs]
-    width = max(i.history.shape[1] for i in infos)
-    history = np.full((len(infos), width), np.nan, dtype=infos[0].history.dtype)
-    for r, i in enumerate(infos):
-        history[r, : i.history.shape[1]] = i.history[0]
-    cat = {f: jnp.concatenate([getattr(i, f) for i in infos])
-           for f in ("objective", "log_likelihood", "n_iter", "converged", "n_empty")}
-    return params, EMInfo(history=history, **cat)
-
-
-def run_em(params0: GMMParams, xb, wb, prior: ResolvedPrior | None, reg_covar, tol, max_iter, estep=None):
-    """Run EM from (possibly batched) starting parameters until convergence or ``max_iter``.
-
-    The restarts run vmapped together or one after another, as :func:`restarts_one_at_a_time`
-    decides; each stops at its own convergence either way.
-
-    Parameters
-    ----------
-    params0 : GMMParams with a leading ``(n_init,)`` axis
-    xb, wb : data blocks, see :func:`bayesgmm.core.density.to_blocks`
-    prior : ResolvedPrior or None
-    reg_covar : array (D,)
-    tol, max_iter : numbers (traced)
-    estep : callable, optional
-        The pass over the blocks, ``(params, xb, wb) -> EStepStats``; default
-        :func:`bayesgmm.core.density.estep_stats`. For blocks sharded over devices pass
-        ``bayesgmm.core.sharding.sharded_estep(mesh)``.
-
-    Returns
-    -------
-    params : GMMParams with the leading ``(n_init,)`` axis
-    info : EMInfo
-    """
-    n_restarts = params0.means.shape[0]
-    if restarts_one_at_a_time(n_restarts, xb.shape[0]):
-        one = lambda i: jax.tree_util.tree_map(lambda a: a[i : i + 1], params0)  # noqa: E731
-        return _stack_runs([run_em(one(i), xb, wb, prior, reg_covar, tol, max_iter, estep) for i in range(n_restarts)])
-    dtype = params0.means.dtype
-    tol = jnp.asarray(tol, dtype)
-    max_iter = jnp.asarray(max_iter, jnp.int32)
-    reg_covar = jnp.asarray(reg_covar, dtype)
-    state = jax.vmap(em_init)(params0)
-    if estep is None:
-        seg, fin = _em_segment_batched, _final_pass_batched
-    else:
-        seg, fin = _batched_runners(estep)
-    histories = []
-    while True:
-        state, hist = seg(state, xb, wb, prior, reg_covar, tol, max_iter)
-        histories.append(np.asarray(hist))
-        done = (
-            np.asarray(state.converged)
-            | (np.asarray(state.n_iter) >= int(max_iter))
-            | ~np.isfinite(np.asarray(state.prev_objective))
-        )
-        if done.all():
-            break
-    final_obj, final_ll = fin(state.params, xb, wb, prior)
-    n_iter = np.asarray(state.n_iter)
-    hist = np.concatenate(histories, axis=1)
-    width = int(n_iter.max()) + 1
-    history = np.full((hist.shape[0], width), np.nan, dtype=hist.dtype)
-    for i in range(hist.shape[0]):
-        history[i, : n_iter[i]] = hist[i, : n_iter[i]]
-        history[i, n_iter[i]] = np.asarray(final_obj[i])
-    n_empty = jnp.sum(state.params.weights <= 0, axis=-1)
-    info = EMInfo(final_obj, final_ll, state.n_iter, state.converged, history, n_empty)
-    return state.params, info

@@ -6,6 +6,8 @@ gives the starting parameters, exactly as scikit-learn initialises from ``resp``
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -49,6 +51,10 @@ def kmeans_plus_plus(key, x, w, n_components: int, n_local_trials: int | None = 
     return kmeans_plus_plus_blocks(key, x[None], w[None], n_components, n_local_trials)
 
 
+def _n_trials(k: int) -> int:
+    return 2 + int(math.log(k))
+
+
 def _draw_rows(key, p, m: int):
     """``m`` flat row indices drawn with probability proportional to ``p`` (n_blocks, block), >= 0.
 
@@ -64,15 +70,26 @@ def _draw_rows(key, p, m: int):
     return jnp.minimum(jnp.searchsorted(cdf, u, side="right"), cdf.shape[0] - 1)
 
 
-def kmeans_plus_plus_blocks(key, xb, wb, n_components: int, n_local_trials: int | None = None):
+def kmeans_plus_plus_blocks(key, xb, wb, n_components: int, n_local_trials: int | None = None, n_active=None):
     """:func:`kmeans_plus_plus` on data blocks ``xb`` (n_blocks, block, D), ``wb`` (n_blocks, block).
 
     The candidates' potentials and the distance updates are passes over the blocks, so that the
     working memory is O(n) for the distances plus O(block x trials) -- not O(n x trials).
-    """
-    import math
 
-    trials = n_local_trials or 2 + int(math.log(n_components))
+    ``n_active`` (traced, default ``n_components``): seed only the first ``n_active`` centres
+    (the rest stay 0: padding of a program compiled for ``n_components``), with the trials of
+    ``n_active``; the seeds are those of ``n_components = n_active``, draw for draw.
+    """
+    k = n_components
+    if n_local_trials is not None or n_active is None:
+        trials = n_local_trials or _n_trials(k)
+        n_active = k
+        n_try = jnp.asarray(trials)
+    else:
+        # as many candidates as the largest K needs; the extra ones are masked out (the uniforms
+        # of a shorter draw are a prefix of a longer one's, so the draws do not change)
+        trials = _n_trials(k)
+        n_try = jnp.asarray([_n_trials(j) for j in range(1, k + 1)])[n_active - 1]
     keys = jax.random.split(key, n_components)
     _, block, d = xb.shape
 
@@ -99,26 +116,33 @@ def kmeans_plus_plus_blocks(key, xb, wb, n_components: int, n_local_trials: int 
         # all remaining mass at distance 0 (duplicated points): fall back to the weights
         p = jnp.where(jnp.sum(p) > 0, p, wb)
         cand = rows(_draw_rows(keys[i], p, trials))  # (trials, D)
-        best = jnp.argmin(potentials(d2, cand))
+        pot = jnp.where(jnp.arange(trials) < n_try, potentials(d2, cand), jnp.inf)
+        best = jnp.argmin(pot)
         return centres.at[i].set(cand[best]), updated(d2, cand[best])
 
-    centres, _ = jax.lax.fori_loop(1, n_components, body, (centres, d2))
+    centres, _ = jax.lax.fori_loop(1, n_active, body, (centres, d2))
     return centres
 
 
-def kmeans(key, xb, wb, n_components: int, max_iter: int = _KMEANS_MAX_ITER, tol=1e-4, block_sum=None):
+def kmeans(key, xb, wb, n_components: int, max_iter: int = _KMEANS_MAX_ITER, tol=1e-4, block_sum=None,
+           n_active=None):
     """Weighted Lloyd iterations from k-means++ seeds, in blocks. Returns centres (K, D).
 
     ``block_sum`` is the reduction over blocks (default: a ``lax.scan``; for blocks sharded over
-    devices, :func:`bayesgmm.core.sharding.sharded_block_sum`).
+    devices, :func:`bayesgmm.core.sharding.sharded_block_sum`). ``n_active``: only the first
+    ``n_active`` centres are used (see :func:`kmeans_plus_plus_blocks`).
     """
     d = xb.shape[-1]
-    centres = kmeans_plus_plus_blocks(key, xb, wb, n_components)
+    centres = kmeans_plus_plus_blocks(key, xb, wb, n_components, n_active=n_active)
     block_sum = block_sum or local_block_sum
+    if n_active is None:
+        far = 0.0
+    else:  # padding centres are never the nearest
+        far = jnp.where(jnp.arange(n_components) < n_active, 0.0, jnp.inf).astype(xb.dtype)
 
     def lloyd(c):
         def blk(x, w):
-            lab = jnp.argmin(_sq_dist(x, c), axis=-1)
+            lab = jnp.argmin(_sq_dist(x, c) + far, axis=-1)
             oh = jax.nn.one_hot(lab, n_components, dtype=x.dtype) * w[:, None]
             return oh.sum(0), oh.T @ x
 
@@ -140,10 +164,10 @@ def kmeans(key, xb, wb, n_components: int, max_iter: int = _KMEANS_MAX_ITER, tol
     return centres
 
 
-def _unit_params(centres, n_components, covariance_type, dtype):
+def _unit_params(centres, n_components, covariance_type, dtype, mask):
     d = centres.shape[-1]
     k = n_components
-    w = jnp.full((k,), 1.0 / k, dtype)
+    w = jnp.where(mask, 1.0 / jnp.sum(mask), 0.0).astype(dtype)
     if covariance_type == "full":
         return GMMParams(w, centres, jnp.ones((k, d), dtype), jnp.broadcast_to(jnp.eye(d, dtype=dtype), (k, d, d)), "full")
     if covariance_type == "tied":
@@ -155,7 +179,7 @@ def _unit_params(centres, n_components, covariance_type, dtype):
 
 def init_params(
     key, xb, wb, n_components: int, covariance_type: str, method: str, prior, reg_covar,
-    estep=estep_stats, block_sum=None,
+    estep=estep_stats, block_sum=None, n_active=None,
 ):
     """Starting parameters for one EM run.
 
@@ -170,6 +194,10 @@ def init_params(
     reg_covar : (D,)
     estep, block_sum : the passes over the blocks (defaults: single device; see
         :mod:`bayesgmm.core.sharding` for blocks sharded over devices)
+    n_active : int (traced), optional
+        Start only the first ``n_active`` components (default all); the others are padding of
+        weight 0 (see :func:`bayesgmm.core.em.m_step`). The start is the one ``n_components =
+        n_active`` gives, up to rounding.
 
     Returns
     -------
@@ -178,20 +206,29 @@ def init_params(
     dtype = xb.dtype
     n_blocks, block, d = xb.shape
     k = n_components
+    padded = n_active is not None
+    n_active = jnp.asarray(k if n_active is None else n_active, jnp.int32)
+    mask = jnp.arange(k) < n_active
     if method in ("kmeans", "k-means++"):
         if method == "kmeans":
-            centres = kmeans(key, xb, wb, k, block_sum=block_sum)
+            centres = kmeans(key, xb, wb, k, block_sum=block_sum, n_active=n_active if padded else None)
         else:
-            centres = kmeans_plus_plus_blocks(key, xb, wb, k)
+            centres = kmeans_plus_plus_blocks(key, xb, wb, k, n_active=n_active if padded else None)
+        far = jnp.where(mask, 0.0, jnp.inf).astype(dtype)
 
         def resp_fn(i, x):
-            return jax.nn.one_hot(jnp.argmin(_sq_dist(x, centres), axis=-1), k, dtype=dtype)
+            return jax.nn.one_hot(jnp.argmin(_sq_dist(x, centres) + far, axis=-1), k, dtype=dtype)
 
     elif method == "random":
         centres = jnp.zeros((k, d), dtype)
 
         def resp_fn(i, x):
-            r = jax.random.uniform(jax.random.fold_in(key, i), (x.shape[0], k), dtype)
+            # the uniforms of an (n, n_active) draw: entry (j, c) of it is number j * n_active + c
+            # of one flat draw, whatever the padding
+            n = x.shape[0]
+            u = jax.random.uniform(jax.random.fold_in(key, i), (n * k,), dtype)
+            idx = jnp.arange(n)[:, None] * n_active + jnp.minimum(jnp.arange(k), n_active - 1)[None, :]
+            r = jnp.where(mask, u[idx], 0.0)
             return r / jnp.sum(r, axis=-1, keepdims=True)
 
     elif method == "random_from_data":
@@ -204,10 +241,10 @@ def init_params(
 
         def resp_fn(i, x):
             rows = i * block + jnp.arange(x.shape[0])
-            return (rows[:, None] == chosen[None, :]).astype(dtype)
+            return ((rows[:, None] == chosen[None, :]) & mask).astype(dtype)
 
     else:
         raise ValueError(f"unknown init method {method!r}")
-    params0 = _unit_params(centres, k, covariance_type, dtype)
+    params0 = _unit_params(centres, k, covariance_type, dtype, mask)
     stats = estep(params0, xb, wb, resp_fn=resp_fn)
-    return m_step(params0, stats, prior, reg_covar, start=True)
+    return m_step(params0, stats, prior, reg_covar, start=True, mask=mask)

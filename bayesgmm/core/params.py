@@ -137,18 +137,75 @@ class GMMParams:
 
     # -- constructors ---------------------------------------------------------------------------
     @classmethod
-    def from_covariances(cls, weights, means, covariances, covariance_type: str) -> "GMMParams":
-        """Build parameters from covariances in scikit-learn's layout (see :meth:`covariances`)."""
+    def from_covariances(cls, weights, means, covariances, covariance_type: str, *, xp=None) -> "GMMParams":
+        """Build parameters from covariances in scikit-learn's layout (see :meth:`covariances`).
+
+        ``xp=numpy`` builds host parameters (numpy float64, nothing compiled); the default is
+        ``jax.numpy``.
+        """
         check_covariance_type(covariance_type)
-        weights = jnp.asarray(weights)
-        means = jnp.asarray(means)
-        covariances = jnp.asarray(covariances, dtype=means.dtype)
+        if xp is np:
+            weights, means = np.asarray(weights, np.float64), np.asarray(means, np.float64)
+            covariances = np.asarray(covariances, np.float64)
+            chol = np.linalg.cholesky
+        else:
+            xp = jnp
+            weights = jnp.asarray(weights)
+            means = jnp.asarray(means)
+            covariances = jnp.asarray(covariances, dtype=means.dtype)
+            chol = jnp.linalg.cholesky
         if covariance_type in ("full", "tied"):
-            scales = jnp.sqrt(jnp.diagonal(covariances, axis1=-2, axis2=-1))
+            scales = xp.sqrt(xp.diagonal(covariances, axis1=-2, axis2=-1))
             corr = covariances / (scales[..., :, None] * scales[..., None, :])
-            corr_chol = jnp.linalg.cholesky(corr)
-            return cls(weights, means, scales, corr_chol, covariance_type)
-        return cls(weights, means, jnp.sqrt(covariances), None, covariance_type)
+            return cls(weights, means, scales, chol(corr), covariance_type)
+        return cls(weights, means, xp.sqrt(covariances), None, covariance_type)
+
+    # -- the component axis ---------------------------------------------------------------------
+    def _component_axes(self):
+        """Per field, the position of the component axis counted from the end (None: shared)."""
+        ct = self.covariance_type
+        return {
+            "weights": -1,
+            "means": -2,
+            "scales": {"full": -2, "diag": -2, "spherical": -1, "tied": None}[ct],
+            "corr_chol": -3 if ct == "full" else None,
+        }
+
+    def take_components(self, index) -> "GMMParams":
+        """Components ``index`` (an int array of shape (K',), e.g. a permutation or ``arange(K')``)
+        of every per-component field, any leading batch axes kept; tied covariances are shared."""
+        xp = self._xp
+        out = {}
+        for name, axis in self._component_axes().items():
+            a = getattr(self, name)
+            out[name] = a if axis is None or a is None else xp.take(a, index, axis=a.ndim + axis)
+        return self.replace(**out)
+
+    def pad_components(self, n_components: int) -> "GMMParams":
+        """Append components up to ``n_components``: weight exactly 0, mean 0, unit covariance.
+
+        Padding lets one compiled program serve every smaller ``n_components``; a component of
+        weight 0 takes no part in the likelihood or the EM (see :func:`bayesgmm.core.em.m_step`).
+        """
+        xp = self._xp
+        extra = int(n_components) - self.n_components
+        if extra <= 0:
+            return self
+        out = {}
+        fill = {"weights": 0.0, "means": 0.0, "scales": 1.0}
+        for name, axis in self._component_axes().items():
+            a = getattr(self, name)
+            if axis is None or a is None:
+                out[name] = a
+                continue
+            ax = a.ndim + axis
+            shape = a.shape[:ax] + (extra,) + a.shape[ax + 1 :]
+            if name == "corr_chol":
+                pad = xp.broadcast_to(xp.eye(a.shape[-1], dtype=a.dtype), shape)
+            else:
+                pad = xp.full(shape, fill[name], dtype=a.dtype)
+            out[name] = xp.concatenate([a, pad], axis=ax)
+        return self.replace(**out)
 
     def replace(self, **changes) -> "GMMParams":
         return dataclasses.replace(self, **changes)

@@ -335,32 +335,44 @@ def normal_log_density(x, loc, scale):
     return -_HALF_LOG_2PI - jnp.log(scale) - 0.5 * z * z
 
 
-def log_prior(params: GMMParams, prior: ResolvedPrior):
+def log_prior(params: GMMParams, prior: ResolvedPrior, mask=None):
     """Log prior density ``log p(theta)`` in natural parameters.
 
     Parameters
     ----------
     params : GMMParams, possibly with leading batch axes
     prior : ResolvedPrior
+    mask : bool array of shape (n_components,), optional
+        The components that belong to the model; the others are padding (a program compiled for
+        more components than the fit has, see :func:`bayesgmm.core.em.em_start`), which have
+        weight exactly 0 and contribute no prior term. Default: every component.
 
     Returns
     -------
     array of shape params.batch_shape
     """
-    lp = dirichlet_log_density(params.weights, prior.weight_concentration)
-    lp = lp + jnp.sum(normal_log_density(params.means, prior.mean_loc, prior.mean_scale), axis=(-2, -1))
-    ls = scale_log_density(params.scales, prior.scale_scale, prior.scale_prior)
     ct = params.covariance_type
+    if mask is None:
+        per_k = lambda a: a  # noqa: E731
+    else:
+        per_k = lambda a: jnp.where(mask, a, 0.0)  # noqa: E731  (a: (..., K))
+    lp = dirichlet_log_density(params.weights, prior.weight_concentration)
+    lp = lp + jnp.sum(per_k(jnp.sum(normal_log_density(params.means, prior.mean_loc, prior.mean_scale), axis=-1)), axis=-1)
+    ls = scale_log_density(params.scales, prior.scale_scale, prior.scale_prior)
     if ct in ("full", "diag"):
-        lp = lp + jnp.sum(ls, axis=(-2, -1))
-    else:  # tied (D,), spherical (K,)
+        lp = lp + jnp.sum(per_k(jnp.sum(ls, axis=-1)), axis=-1)
+    elif ct == "spherical":  # (K,)
+        lp = lp + jnp.sum(per_k(ls), axis=-1)
+    else:  # tied (D,): one covariance
         lp = lp + jnp.sum(ls, axis=-1)
     if ct == "full":
-        lp = lp + jnp.sum(lkj_cholesky_log_density(params.corr_chol, prior.lkj_concentration), axis=-1)
+        lp = lp + jnp.sum(per_k(lkj_cholesky_log_density(params.corr_chol, prior.lkj_concentration)), axis=-1)
     elif ct == "tied":
         lp = lp + lkj_cholesky_log_density(params.corr_chol, prior.lkj_concentration)
     if prior.ordered_means:
         first = params.means[..., 0]
+        if mask is not None:  # padding sorts last
+            first = jnp.where(mask, first, jnp.inf)
         ordered = jnp.all(first[..., 1:] >= first[..., :-1], axis=-1)
         lp = jnp.where(ordered, lp, -jnp.inf)
     return lp

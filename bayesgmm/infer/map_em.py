@@ -14,9 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._compile_cache import enable_compilation_cache
 from ..core.density import default_block_size
-from ..core.em import EMInfo, restarts_one_at_a_time, run_em
-from ..core.init import INIT_METHODS, init_params
+from ..core.em import EMInfo
+from ..core.init import INIT_METHODS
+from ..core.programs import StartValues, compile_profile, component_bucket, fit_em, run_em
 from ..core.params import GMMParams, check_covariance_type
 from ..core.sharding import block_layout, data_mesh, shard_blocks_from_rows, sharded_block_sum, sharded_estep
 from ..core.prior import Prior, ResolvedPrior, resolve_prior
@@ -137,6 +139,7 @@ def fit_map(
         exactly 0, EM re-run with the others -- and listed in ``collapsed`` / ``pruned``.
     """
     check_covariance_type(covariance_type)
+    enable_compilation_cache()
     if init_params_method not in INIT_METHODS:
         raise ValueError(
             f"init_params={init_params_method!r} is not supported; use one of "
@@ -158,48 +161,58 @@ def fit_map(
         rprior = resolve_prior(prior, x64, n_components, covariance_type, w64, "host")
     shift, scale = _standardisation(x64, w64, covariance_type, None if prior is not None else reg_covar)
     mesh = data_mesh(devices)
-    zprior = None
-    if rprior is not None:
-        zprior = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), rprior.affine(shift, scale))
+    np_dtype = np.dtype(dtype)
     reg_z64 = np.full(d, float(reg_covar)) / scale**2
     # reg_covar is used in maximum likelihood only (where the standardisation keeps it <= 1); under
     # a prior it can exceed float32's range on data of scale 1e-100, so it is not passed on
-    reg_z = jnp.asarray(reg_z64 if prior is None else np.zeros(d), dtype)
+    reg_z = (reg_z64 if prior is None else np.zeros(d)).astype(np_dtype)
 
     block = block_size or default_block_size(n_components, d)
-    np_dtype = np.dtype(dtype)
     if mesh is None:  # one device: the layout of to_blocks, no sharding machinery at all
         blk, n_blocks = block_layout(n, block)
         # standardised and zero-padded on the host into one array of the final layout
         z = standardize_rows(x64, shift, scale, np_dtype, n_blocks * blk)
         wp = np.zeros(n_blocks * blk, np_dtype)
         wp[:n] = w64
-        xb = jnp.asarray(z.reshape(n_blocks, blk, d))
-        wb = jnp.asarray(wp.reshape(n_blocks, blk))
+        # device_put, not jnp.asarray: the latter compiles a small program per shape
+        xb = jax.device_put(z.reshape(n_blocks, blk, d))
+        wb = jax.device_put(wp.reshape(n_blocks, blk))
         del z
-        estep = None
+        passes = {}
     else:  # each process standardises only the rows of its own devices
         xb, wb = shard_blocks_from_rows(x64, w64, shift, scale, block, mesh, np_dtype)
-        estep = sharded_estep(mesh)
+        passes = {"estep": sharded_estep(mesh), "block_sum": sharded_block_sum(mesh)}
+
+    # one program serves every n_components up to a bucket (padding of weight 0) on small data
+    n_rows = int(np.prod(xb.shape[:2]))
+    k_pad = component_bucket(n_components, n_rows, d, covariance_type)
+    profile = compile_profile(n_rows, k_pad, d, covariance_type)
+    zprior = None
+    if rprior is not None:
+        zp = rprior.affine(shift, scale)
+        wc = np.ones(k_pad)
+        wc[:n_components] = np.asarray(zp.weight_concentration, np.float64)
+        zprior = jax.tree_util.tree_map(lambda a: np.asarray(a, np_dtype), zp.replace(weight_concentration=wc))
+    start = _start_values(weights_init, means_init, covariances_init, shift, scale, covariance_type,
+                          n_components, k_pad, np_dtype)
 
     # restart i uses fold_in(key, i): the first start of n_init > 1 is the n_init = 1 run, so more
     # restarts can never do worse
-    keys = jax.vmap(lambda i: jax.random.fold_in(rng_key, i))(jnp.arange(n_init))
-    params0 = _init_batched(keys, xb, wb, n_components, covariance_type, init_params_method, zprior, reg_z, mesh)
-    if weights_init is not None or means_init is not None or covariances_init is not None:
-        params0 = _apply_user_init(params0, weights_init, means_init, covariances_init, shift, scale, dtype)
-
-    params_all, info = run_em(params0, xb, wb, zprior, reg_z, tol, max_iter, estep=estep)
-    objs = np.asarray(info.objective, dtype=np.float64)
-    finite = np.isfinite(objs) & np.asarray(
-        jax.vmap(lambda p: _all_finite(p))(params_all)
+    fit_args = (xb, wb, zprior, reg_z, tol, max_iter)
+    params_all, info = fit_em(
+        _key_data(rng_key), *fit_args, n_init=n_init, n_components=k_pad, n_active=n_components,
+        covariance_type=covariance_type, method=init_params_method, start=start, profile=profile, **passes,
     )
+    objs = np.asarray(info.objective, dtype=np.float64)
+    finite = np.isfinite(objs) & info.finite
     if not finite.any():
         raise FloatingPointError(_failure_message(covariance_type, prior is None, reg_covar, n, d, n_components))
     best = int(np.argmax(np.where(finite, objs, -np.inf)))
     restart_objectives = objs.copy()
 
-    best_z = _to_host(params_all[best])
+    real = np.arange(n_components)
+    best_pad = params_all[best]
+    best_z = _to_host(best_pad.take_components(real))
     best_info = jax.tree_util.tree_map(lambda a: np.asarray(a)[best], info)
     n_eff = float(w64.sum() ** 2 / np.sum(w64**2))
     collapsed = _collapsed(best_z, reg_z64 if prior is None else None, n_eff)
@@ -209,13 +222,13 @@ def fit_map(
     while (collapsed & ~pruned).any() and not (collapsed | pruned).all():
         pruned |= collapsed
         w_new = np.where(pruned, 0.0, best_z.weights)
-        start = best_z.replace(weights=w_new / w_new.sum())
-        start = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype)[None], start)
-        p1, info1 = run_em(start, xb, wb, zprior, reg_z, tol, max_iter, estep=estep)
-        if not (np.isfinite(np.asarray(info1.objective[0])) and bool(_all_finite(p1[0]))):
+        start_p = best_z.replace(weights=w_new / w_new.sum()).pad_components(k_pad)
+        start_p = jax.tree_util.tree_map(lambda a: np.asarray(a, np_dtype)[None], start_p)
+        p1, info1 = run_em(start_p, *fit_args, n_active=n_components, profile=profile, estep=passes.get("estep"))
+        if not (np.isfinite(info1.objective[0]) and info1.finite[0]):
             pruned &= ~collapsed  # the re-run failed: keep the collapsed fit, reported as such
             break
-        best_z = _to_host(p1[0])
+        best_z = _to_host(p1[0].take_components(real))
         best_info = jax.tree_util.tree_map(lambda a: np.asarray(a)[0], info1)
         collapsed = _collapsed(best_z, reg_z64 if prior is None else None, n_eff)
     collapsed |= pruned
@@ -242,6 +255,19 @@ def fit_map(
         collapsed=np.flatnonzero(collapsed),
         pruned=np.flatnonzero(pruned),
     )
+
+
+def _key_data(rng_key):
+    """Raw uint32 key data of a PRNG key (typed or raw), or of an int seed (``jax.random.key``'s
+    bits, made on the host without compiling anything)."""
+    if isinstance(rng_key, (int, np.integer)):
+        seed = int(rng_key)
+        if jax.config.jax_default_prng_impl == "threefry2x32" and 0 <= seed < 2**32:
+            return np.array([0, seed], np.uint32)
+        rng_key = jax.random.key(seed)
+    if jnp.issubdtype(getattr(rng_key, "dtype", None), jax.dtypes.prng_key):
+        return jax.random.key_data(rng_key)
+    return rng_key
 
 
 def _collapsed(params_z: GMMParams, reg_z, n_eff: float) -> np.ndarray:
@@ -285,11 +311,6 @@ def _collapsed(params_z: GMMParams, reg_z, n_eff: float) -> np.ndarray:
 _COLLAPSE_VAR = 1e-10
 
 
-def _all_finite(p: GMMParams):
-    leaves = jax.tree_util.tree_leaves(p)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
-
-
 def _failure_message(covariance_type, ml: bool, reg_covar, n, d, k) -> str:
     hint = ""
     if covariance_type in ("full", "tied") and n / k <= d:
@@ -312,36 +333,17 @@ def _failure_message(covariance_type, ml: bool, reg_covar, n, d, k) -> str:
     )
 
 
-def _init_batched(keys, xb, wb, k, ct, method, prior, reg, mesh=None):
-    if restarts_one_at_a_time(keys.shape[0], xb.shape[0]):  # as the EM runs them: one by one
-        starts = [_INIT_JIT(keys[i : i + 1], xb, wb, prior, reg, k=k, ct=ct, method=method, mesh=mesh)
-                  for i in range(keys.shape[0])]
-        return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *starts)
-    return _INIT_JIT(keys, xb, wb, prior, reg, k=k, ct=ct, method=method, mesh=mesh)
-
-
-def _init_impl(keys, xb, wb, prior, reg, *, k, ct, method, mesh=None):
-    from ..core.em import TRACE_COUNTS
-
-    TRACE_COUNTS["em_init"] = TRACE_COUNTS.get("em_init", 0) + 1
-    if mesh is None:
-        return jax.vmap(lambda key: init_params(key, xb, wb, k, ct, method, prior, reg))(keys)
-    passes = {"estep": sharded_estep(mesh), "block_sum": sharded_block_sum(mesh)}
-    return jax.vmap(lambda key: init_params(key, xb, wb, k, ct, method, prior, reg, **passes))(keys)
-
-
-_INIT_JIT = jax.jit(_init_impl, static_argnames=("k", "ct", "method", "mesh"))
-
-
-def _apply_user_init(params0: GMMParams, weights_init, means_init, covariances_init, shift, scale, dtype):
-    n_init = params0.weights.shape[0]
-    ct = params0.covariance_type
-    bcast = lambda a: jnp.broadcast_to(jnp.asarray(a, dtype), (n_init,) + np.shape(a))  # noqa: E731
-    out = params0
+def _start_values(weights_init, means_init, covariances_init, shift, scale, ct, k, k_pad, dtype) -> StartValues:
+    """User starting values in standardised units, padded to ``k_pad`` components (host)."""
+    out = {}
     if weights_init is not None:
-        out = out.replace(weights=bcast(weights_init))
+        w = np.zeros(k_pad)
+        w[:k] = np.asarray(weights_init, np.float64)
+        out["weights"] = w.astype(dtype)
     if means_init is not None:
-        out = out.replace(means=bcast((np.asarray(means_init, np.float64) - shift) / scale))
+        m = np.zeros((k_pad, len(shift)))
+        m[:k] = (np.asarray(means_init, np.float64) - shift) / scale
+        out["means"] = m.astype(dtype)
     if covariances_init is not None:
         cov = np.asarray(covariances_init, np.float64)
         if ct in ("full", "tied"):
@@ -350,10 +352,9 @@ def _apply_user_init(params0: GMMParams, weights_init, means_init, covariances_i
             cov_z = cov / scale**2
         else:
             cov_z = cov / scale[0] ** 2
-        user = GMMParams.from_covariances(
-            out.weights[0], out.means[0], jnp.asarray(cov_z, dtype), ct
-        )
-        out = out.replace(scales=bcast(user.scales))
+        d = len(shift)
+        user = GMMParams.from_covariances(np.full(k, 1.0 / k), np.zeros((k, d)), cov_z, ct, xp=np).pad_components(k_pad)
+        out["scales"] = user.scales.astype(dtype)
         if ct in ("full", "tied"):
-            out = out.replace(corr_chol=bcast(user.corr_chol))
-    return out
+            out["corr_chol"] = user.corr_chol.astype(dtype)
+    return StartValues(**out)

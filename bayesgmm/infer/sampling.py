@@ -44,6 +44,7 @@ from numpyro.infer.initialization import init_to_value
 from numpyro.infer.util import potential_energy
 from jax.experimental import io_callback
 
+from .._compile_cache import enable_compilation_cache
 from ..core.logdensity import log_posterior
 from ..core.params import GMMParams, check_covariance_type
 from ..core.prior import Prior, ResolvedPrior, resolve_prior
@@ -270,6 +271,7 @@ def _cached_program(cache_key, build):
     if cache_key is not None and cache_key in _PROGRAM_CACHE:
         _PROGRAM_CACHE.move_to_end(cache_key)
         return _PROGRAM_CACHE[cache_key], True
+    enable_compilation_cache()
     program = build()
     if cache_key is not None:
         _PROGRAM_CACHE[cache_key] = program

@@ -1,0 +1,302 @@
+"""The compiled EM programs, and the host loop that drives them.
+
+Compile time is user-facing time: a fresh process pays for every program it compiles. So a fit is
+one program call in the common case -- initialisation, up to ``SEGMENT`` EM iterations and the pass
+that scores the result, fused (:func:`em_start`) -- and the set of programs stays small:
+
+* **Components are padded to a bucket** on small data (:func:`component_bucket`): one program
+  serves every ``n_components`` up to the bucket, the padding having weight exactly 0 (it takes no
+  part in the likelihood, the prior or the EM; results are those of the unpadded fit up to
+  rounding). A BIC grid over ``n_components = 1..8`` compiles one program per covariance type.
+* **Numbers are traced**: ``tol``, ``max_iter``, ``reg_covar``, the prior's values, the number of
+  real components and the first restart's index never recompile.
+* **Small problems compile cheaply** (:func:`compile_profile`): XLA:CPU's optimisation passes are
+  turned down for programs whose run time is negligible, which cuts their compile time about
+  threefold; larger problems are compiled for speed.
+
+A continuation program (:func:`em_continue`) runs the segments of fits longer than ``SEGMENT``
+iterations and the EM restarted after a collapsed component was pruned; it compiles only when used.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import em as _em
+from .density import estep_stats
+from .em import EMInfo, EMRun, EMState, em_continue, em_init, restarts_one_at_a_time
+from .init import init_params
+from .params import GMMParams
+
+__all__ = [
+    "component_bucket",
+    "compile_profile",
+    "em_start",
+    "fit_em",
+    "run_em",
+    "StartValues",
+]
+
+#: Below this many E-step units (padded rows x components x features x (features + 1 for full and
+#: tied)), the component axis is padded to :func:`component_bucket`: the extra work costs less
+#: than the programs it saves.
+PAD_WORK = 1 << 22
+#: Below this many units a program is compiled with XLA's cheap profile (its run time is then a
+#: few milliseconds at most; compiling it fully costs about a second more).
+CHEAP_COMPILE_WORK = 1 << 18
+
+#: XLA:CPU options of the compile profiles (no options on other backends).
+_CPU_OPTIONS = {
+    "cheap": {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0},
+    "fast": {"xla_cpu_use_fusion_emitters": False},
+}
+
+
+def estep_work(n_rows: int, n_components: int, n_features: int, covariance_type: str) -> int:
+    """A size measure of one E-step pass (the units of :data:`PAD_WORK`)."""
+    per = n_features * (n_features + 1 if covariance_type in ("full", "tied") else 1)
+    return int(n_rows) * int(n_components) * per
+
+
+def component_bucket(n_components: int, n_rows: int, n_features: int, covariance_type: str) -> int:
+    """The number of components a program is compiled for.
+
+    On small data, the next power of two, at least 8 (so that ``n_components = 1..8`` share one
+    program); on larger data (more than :data:`PAD_WORK` E-step units) ``n_components`` itself, so
+    that no run time is spent on padding.
+    """
+    k = int(n_components)
+    bucket = max(8, 1 << (k - 1).bit_length())
+    if estep_work(n_rows, bucket, n_features, covariance_type) > PAD_WORK:
+        return k
+    return bucket
+
+
+def compile_profile(n_rows: int, n_components: int, n_features: int, covariance_type: str) -> str:
+    """``"cheap"`` for programs whose run time is negligible, else ``"fast"``."""
+    work = estep_work(n_rows, n_components, n_features, covariance_type)
+    return "cheap" if work <= CHEAP_COMPILE_WORK else "fast"
+
+
+def compiler_options(profile: str) -> dict | None:
+    """XLA compile options of a profile on the default backend (None: XLA's defaults)."""
+    if jax.default_backend() != "cpu":
+        return None
+    return dict(_CPU_OPTIONS[profile])
+
+
+class StartValues(NamedTuple):
+    """User-given starting values in standardised units, padded to the program's components;
+    ``None`` for a field the initialisation provides. ``scales`` and ``corr_chol`` come together."""
+
+    weights: Any = None
+    means: Any = None
+    scales: Any = None
+    corr_chol: Any = None
+
+
+def em_start(
+    key, first, xb, wb, prior, reg_covar, tol, max_iter, n_active, start: StartValues, *,
+    n_restarts: int, n_components: int, covariance_type: str, method: str,
+    estep=estep_stats, block_sum=None,
+) -> EMRun:
+    """Initialise ``n_restarts`` restarts and run their first EM segment (one program).
+
+    Restart ``r`` starts from ``init_params(fold_in(key, first + r), ...)``, so the restarts of
+    ``n_init`` are the same whether they run together or one at a time.
+
+    Parameters
+    ----------
+    key : PRNG key (uint32 key data of shape (2,))
+    first : int (traced), the index of the first restart
+    xb, wb : data blocks, see :func:`bayesgmm.core.density.to_blocks`
+    prior : ResolvedPrior (standardised units, ``weight_concentration`` padded) or None
+    reg_covar : array of shape (D,)
+    tol, max_iter : numbers (traced)
+    n_active : int (traced), the components of the model; the others up to ``n_components``
+        are padding
+    start : StartValues
+    n_restarts, n_components, covariance_type, method : static structure
+
+    Returns
+    -------
+    EMRun with a leading ``(n_restarts,)`` axis
+    """
+    _em.TRACE_COUNTS["em_start"] += 1
+    mask = jnp.arange(n_components) < n_active
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, first + i))(jnp.arange(n_restarts))
+    passes = {} if block_sum is None else {"block_sum": block_sum}
+
+    def one(k):
+        p = init_params(
+            k, xb, wb, n_components, covariance_type, method, prior, reg_covar,
+            estep=estep, n_active=n_active, **passes,
+        )
+        p = p.replace(**{f: jnp.asarray(v, p.means.dtype) for f, v in start._asdict().items() if v is not None})
+        return em_continue(em_init(p), xb, wb, prior, reg_covar, tol, max_iter, mask, estep)
+
+    return _batched(one, keys)
+
+
+def _batched(fn, xs):
+    """``vmap(fn)(xs)``; a batch of one is traced without vmap (half the tracing time)."""
+    first = jax.tree_util.tree_leaves(xs)[0]
+    if first.shape[0] == 1:
+        return jax.tree_util.tree_map(lambda a: a[None], fn(jax.tree_util.tree_map(lambda a: a[0], xs)))
+    return jax.vmap(fn)(xs)
+
+
+def _continue_batched(state, xb, wb, prior, reg_covar, tol, max_iter, n_active, *, estep=estep_stats):
+    _em.TRACE_COUNTS["em_continue"] += 1
+    mask = jnp.arange(state.params.n_components) < n_active
+    return _batched(lambda s: em_continue(s, xb, wb, prior, reg_covar, tol, max_iter, mask, estep), state)
+
+
+@functools.lru_cache(maxsize=None)
+def _programs(options_key):
+    """The jitted start and continuation programs for one set of compile options."""
+    options = dict(options_key) if options_key else None
+    start = jax.jit(
+        em_start,
+        static_argnames=("n_restarts", "n_components", "covariance_type", "method", "estep", "block_sum"),
+        compiler_options=options,
+    )
+    cont = jax.jit(_continue_batched, static_argnames=("estep",), compiler_options=options)
+    return start, cont
+
+
+def programs(profile: str):
+    """``(start, continuation)`` jitted programs compiled with ``profile``'s options."""
+    options = compiler_options(profile)
+    return _programs(tuple(sorted(options.items())) if options else None)
+
+
+def _host(run: EMRun) -> EMRun:
+    return jax.tree_util.tree_map(np.asarray, run)
+
+
+def _finish(run: EMRun, cont, args, max_iter: int):
+    """Run continuation segments until every restart has stopped; ``(last run, histories)``."""
+    histories = [np.asarray(run.history)]
+    while True:
+        st = run.state
+        done = (
+            np.asarray(st.converged)
+            | (np.asarray(st.n_iter) >= max_iter)
+            | ~np.isfinite(np.asarray(st.prev_objective))
+        )
+        if done.all():
+            return run, histories
+        run = cont(run.state, *args)
+        histories.append(np.asarray(run.history))
+
+
+def _info(run: EMRun, histories) -> EMInfo:
+    """EMInfo (host) from the last segment and the histories of all segments."""
+    run = _host(run)
+    n_iter = run.state.n_iter
+    hist = np.concatenate(histories, axis=1)
+    width = int(n_iter.max()) + 1
+    history = np.full((hist.shape[0], width), np.nan, dtype=hist.dtype)
+    for i in range(hist.shape[0]):
+        history[i, : n_iter[i]] = hist[i, : n_iter[i]]
+        history[i, n_iter[i]] = run.objective[i]
+    return EMInfo(run.objective, run.log_likelihood, n_iter, run.state.converged, history, run.n_empty, run.finite)
+
+
+def _stack(parts):
+    """One ``(params, EMInfo)`` from several restart batches (histories NaN-padded)."""
+    if len(parts) == 1:
+        return parts[0]
+    params = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *[p for p, _ in parts])
+    infos = [i for _, i in parts]
+    width = max(i.history.shape[1] for i in infos)
+    history = np.full((sum(i.history.shape[0] for i in infos), width), np.nan, dtype=infos[0].history.dtype)
+    r = 0
+    for i in infos:
+        history[r : r + i.history.shape[0], : i.history.shape[1]] = i.history
+        r += i.history.shape[0]
+    cat = {f: np.concatenate([getattr(i, f) for i in infos]) for f in EMInfo._fields if f != "history"}
+    return params, EMInfo(history=history, **cat)
+
+
+def fit_em(
+    key, xb, wb, prior, reg_covar, tol, max_iter, *, n_init: int, n_components: int, n_active: int,
+    covariance_type: str, method: str, start: StartValues = StartValues(), profile: str = "fast",
+    estep=None, block_sum=None,
+):
+    """Initialise and run ``n_init`` EM restarts to convergence (host loop over the programs).
+
+    The restarts run vmapped together or one after another, as
+    :func:`bayesgmm.core.em.restarts_one_at_a_time` decides; each stops at its own convergence
+    either way.
+
+    Returns
+    -------
+    params : GMMParams (host arrays) with a leading ``(n_init,)`` axis and ``n_components``
+        components (padding included)
+    info : EMInfo
+    """
+    start_prog, cont = programs(profile)
+    dtype = xb.dtype
+    tol = np.asarray(tol, dtype)
+    max_iter_a = np.asarray(max_iter, np.int32)
+    reg_covar = np.asarray(reg_covar, dtype)
+    n_act = np.asarray(n_active, np.int32)
+    static = dict(n_components=n_components, covariance_type=covariance_type, method=method)
+    if estep is not None:
+        static["estep"] = estep
+    if block_sum is not None:
+        static["block_sum"] = block_sum
+    batches = (
+        [(i, 1) for i in range(n_init)] if restarts_one_at_a_time(n_init, xb.shape[0]) else [(0, n_init)]
+    )
+    cont_kw = {} if estep is None else {"estep": estep}
+    cont_f = functools.partial(cont, **cont_kw)
+    parts = []
+    for first, r in batches:
+        run = start_prog(key, np.int32(first), xb, wb, prior, reg_covar, tol, max_iter_a, n_act, start,
+                         n_restarts=r, **static)
+        run, histories = _finish(run, cont_f, (xb, wb, prior, reg_covar, tol, max_iter_a, n_act), int(max_iter))
+        parts.append((_host(run.state.params), _info(run, histories)))
+    return _stack(parts)
+
+
+def run_em(params0: GMMParams, xb, wb, prior, reg_covar, tol, max_iter, *, n_active=None, profile: str = "fast",
+           estep=None):
+    """Run EM from given (batched) starting parameters until convergence or ``max_iter``.
+
+    Parameters
+    ----------
+    params0 : GMMParams with a leading ``(n_restarts,)`` axis
+    xb, wb : data blocks, see :func:`bayesgmm.core.density.to_blocks`
+    prior : ResolvedPrior or None
+    reg_covar : array (D,)
+    tol, max_iter : numbers (traced)
+    n_active : int, optional
+        Components of the model (default all); the others are padding.
+    estep : callable, optional
+        The pass over the blocks (default :func:`bayesgmm.core.density.estep_stats`; for
+        blocks sharded over devices ``bayesgmm.core.sharding.sharded_estep(mesh)``).
+
+    Returns
+    -------
+    params : GMMParams (host arrays) with the leading axis
+    info : EMInfo
+    """
+    _, cont = programs(profile)
+    dtype = xb.dtype
+    r = params0.means.shape[0]
+    params0 = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), params0)
+    state = EMState(params0, np.full(r, -np.inf, dtype), np.zeros(r, np.int32), np.zeros(r, bool))
+    n_act = np.int32(params0.n_components if n_active is None else n_active)
+    args = (xb, wb, prior, np.asarray(reg_covar, dtype), np.asarray(tol, dtype), np.int32(max_iter), n_act)
+    cont_f = cont if estep is None else functools.partial(cont, estep=estep)
+    run = cont_f(state, *args)
+    run, histories = _finish(run, cont_f, args, int(max_iter))
+    return _host(run.state.params), _info(run, histories)

@@ -1,0 +1,136 @@
+"""Fresh-process behaviour: import side effects, the persistent compilation cache, program counts.
+
+Each test runs a fresh Python process (a new user's first fit), with its own cache directory.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_COUNTING = textwrap.dedent(
+    """
+    import json, sys
+    import jax, jax.monitoring
+    counts = {"programs": 0, "cache_hits": 0}
+    def on_duration(event, duration, **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            counts["programs"] += 1
+    def on_event(event, **kw):
+        if event == "/jax/compilation_cache/cache_hits":  # (a hit is a backend_compile event too)
+            counts["cache_hits"] += 1
+            counts["programs"] -= 1
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
+    jax.monitoring.register_event_listener(on_event)
+    """
+)
+
+
+def _run(code: str, cache, extra_env=None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["BAYESGMM_COMPILATION_CACHE"] = str(cache)
+    env.update(extra_env or {})
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+_FIT = _COUNTING + textwrap.dedent(
+    """
+    from bayesgmm import GaussianMixture
+    from bayesgmm.datasets import load_faithful
+    X, _ = load_faithful()
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    p = gm.predict_proba(X)
+    counts["means"] = gm.means_.tolist()
+    counts["cache_dir"] = jax.config.jax_compilation_cache_dir
+    print(json.dumps(counts))
+    """
+)
+
+
+def test_import_has_no_side_effects(tmp_path):
+    """Import changes no JAX setting, writes no file and imports none of the heavy optional stacks."""
+    code = textwrap.dedent(
+        """
+        import json, sys
+        import jax
+        before = (jax.config.jax_compilation_cache_dir, jax.config.jax_enable_x64,
+                  jax.config.jax_persistent_cache_min_compile_time_secs)
+        import bayesgmm
+        after = (jax.config.jax_compilation_cache_dir, jax.config.jax_enable_x64,
+                 jax.config.jax_persistent_cache_min_compile_time_secs)
+        # (pandas is left out: scikit-learn's base imports it where it is installed)
+        heavy = sorted({m.split(".")[0] for m in sys.modules} & {"numpyro", "arviz", "matplotlib", "optax"})
+        print(json.dumps({"same": before == after, "heavy": heavy}))
+        """
+    )
+    out = _run(code, tmp_path / "cache")
+    assert out == {"same": True, "heavy": []}
+    assert not (tmp_path / "cache").exists()
+
+
+def test_fit_compiles_two_programs_and_a_second_process_loads_them(tmp_path):
+    """A first fit + predict_proba compiles one fit program and one scoring program; a second
+    process with the same cache compiles nothing and gets the same numbers."""
+    cache = tmp_path / "cache"
+    first = _run(_FIT, cache)
+    assert first["programs"] == 2 and first["cache_hits"] == 0
+    assert first["cache_dir"] == str(cache)
+    assert any(cache.iterdir())
+    second = _run(_FIT, cache)
+    assert second["programs"] == 0 and second["cache_hits"] == 2
+    assert second["means"] == first["means"]
+
+
+def test_cache_can_be_turned_off_and_user_settings_are_kept(tmp_path):
+    off = _run(_FIT, "0")
+    assert off["cache_dir"] is None and off["programs"] == 2
+    mine = tmp_path / "mine"
+    user = _run(_FIT, tmp_path / "ours", extra_env={"JAX_COMPILATION_CACHE_DIR": str(mine)})
+    assert user["cache_dir"] == str(mine)
+    assert not (tmp_path / "ours").exists()
+
+
+def test_a_grid_over_components_shares_its_programs(tmp_path):
+    """n_components = 1..6 on small data share one fit program and one scoring program per
+    covariance type (components padded to a bucket)."""
+    code = _COUNTING + textwrap.dedent(
+        """
+        import warnings
+        import bayesgmm
+        from bayesgmm.datasets import load_faithful
+        X, _ = load_faithful()
+        warnings.simplefilter("ignore")
+        sel = bayesgmm.select(X, n_components=range(1, 7), covariance_types=("full", "diag"), n_init=3,
+                              random_state=0, progress_bar=False)
+        counts["best"] = sel.best_params_["n_components"]
+        print(json.dumps(counts))
+        """
+    )
+    out = _run(code, tmp_path / "cache")
+    assert out["programs"] <= 2 * 2, out
+    assert out["best"] >= 2
+
+
+def test_compilation_cache_settings(monkeypatch, tmp_path):
+    from bayesgmm import _compile_cache as cc
+
+    monkeypatch.setenv(cc.ENV_DIR, str(tmp_path / "x"))
+    assert cc.cache_directory() == tmp_path / "x"
+    for off in ("0", "off", "False", ""):
+        monkeypatch.setenv(cc.ENV_DIR, off)
+        assert cc.cache_directory() is None
+    monkeypatch.delenv(cc.ENV_DIR)
+    assert cc.cache_directory().parts[-2:] == ("bayesgmm", "xla")
+    monkeypatch.setenv(cc.ENV_SIZE, "500M")
+    assert cc._size_limit() == 500 << 20
+    monkeypatch.setenv(cc.ENV_SIZE, "lots")
+    with pytest.raises(ValueError, match=cc.ENV_SIZE):
+        cc._size_limit()

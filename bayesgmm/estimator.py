@@ -646,7 +646,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             (it need not be fitted). Returns the posterior with the old and the new draws.
         **options
             NUTS: ``num_warmup=500``, ``num_samples=500``, ``num_chains=4``,
-            ``chain_method="vectorized"``, ``dense_mass=False``, ``target_accept=0.8``,
+            ``chain_method="auto"`` (sequential on a CPU, vectorized on an accelerator),
+            ``dense_mass=False``, ``target_accept=0.8``,
             ``max_tree_depth=10``, ``init_jitter=0.05``.
             VI: ``guide="normal"`` (or "multivariate_normal", "low_rank", "delta"),
             ``num_steps=2000``, ``learning_rate=0.01``, ``optimizer=None``,

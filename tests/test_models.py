@@ -112,6 +112,30 @@ def test_log_density_matches_log_posterior(ct, d, scale_prior):
         _assert_close(lp, _core_lp(params, x, prior))
 
 
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+@pytest.mark.parametrize("d", [1, 3])
+def test_closed_form_gradient_matches_autodiff(ct, d):
+    """The model's likelihood gradient (one E-step pass, mixture_log_likelihood) is autodiff's
+    gradient of the plain log-likelihood: every parameter, random weights as the cotangent
+    (sample weights, the minibatch scaling), float64; and the values are identical."""
+    from bayesgmm.core.density import mixture_log_likelihood
+
+    with jax.enable_x64(True):
+        x = jnp.asarray(_data(d, seed=3))
+        c = jnp.asarray(np.random.default_rng(4).uniform(0.0, 3.0, x.shape[0]))
+        for i in range(3):
+            params = _random_params(ct, d, 10 + i)[0]
+            want = jax.grad(lambda p: jnp.sum(c * log_likelihood(p, x)))(params)
+            got = jax.grad(lambda p: jnp.sum(c * mixture_log_likelihood(p, x)))(params)
+            for name in ("weights", "means", "scales", "corr_chol"):
+                a, b = getattr(want, name), getattr(got, name)
+                assert (a is None) == (b is None), name
+                if a is not None:
+                    scale = float(jnp.max(jnp.abs(a)))
+                    np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-9 * scale, err_msg=f"{ct} {name}")
+            np.testing.assert_array_equal(mixture_log_likelihood(params, x), log_likelihood(params, x))
+
+
 @pytest.mark.parametrize("ct", ["full"])
 def test_log_density_at_prior_draws(ct):
     """The same at parameters drawn from the model's own prior (NumPyro's LKJ and Dirichlet)."""

@@ -26,6 +26,7 @@ __all__ = [
     "EStepStats",
     "component_log_prob",
     "log_likelihood",
+    "mixture_log_likelihood",
     "responsibilities",
     "estep_stats",
     "to_blocks",
@@ -157,6 +158,81 @@ def weighted_log_prob(params: GMMParams, x):
 def log_likelihood(params: GMMParams, x):
     """Pointwise log-likelihood ``log p(x_n | theta)``, shape (n_samples,)."""
     return logsumexp(weighted_log_prob(params, x), axis=-1)
+
+
+@jax.custom_vjp
+def mixture_log_likelihood(params: GMMParams, x):
+    """:func:`log_likelihood` with its gradient in closed form (the NUTS and VI models use it).
+
+    The gradient of ``sum_n c_n log p(x_n | theta)`` (``c`` the cotangent) is a function of the
+    E-step statistics weighted by ``c`` -- ``n_k = sum c r``, ``t1_k = sum c r y``, ``t2_k = sum c r
+    y y^T`` in the whitened coordinates ``y = U_k^-1 (x - mu_k)`` (``U_k`` the covariance
+    Cholesky factor) -- which one pass over the data gives (:func:`_block_stats`):
+
+    * weights: ``n_k / w_k``;  means: ``U_k^-T t1_k``;
+    * full/tied factor ``U = diag(s) L``: ``G = tril(U^-T t2 - n diag(1 / U_ii))`` (tied: ``t2``
+      and ``n`` summed over components), then ``d/ds_i = sum_j G_ij L_ij`` and ``d/dL = diag(s) G``;
+    * diag: ``(t2_kd - n_k) / s_kd``;  spherical: ``(t2_k - D n_k) / s_k``.
+
+    Autodiff through the triangular solves of the whitening costs several passes and a program
+    several times larger to compile; this costs one pass. The values are those of
+    :func:`log_likelihood` exactly. Only reverse mode is defined (no ``jax.jvp``/``hessian``).
+
+    Parameters
+    ----------
+    params : GMMParams (no batch axes)
+    x : array of shape (n_samples, n_features)
+
+    Returns
+    -------
+    array of shape (n_samples,)
+    """
+    return log_likelihood(params, x)
+
+
+def _mixture_log_likelihood_fwd(params, x):
+    return log_likelihood(params, x), (params, x)
+
+
+def _mixture_log_likelihood_bwd(res, g):
+    params, x = res
+    return log_likelihood_grad(params, _block_stats(params, x, g)), None
+
+
+def log_likelihood_grad(params: GMMParams, stats: EStepStats) -> GMMParams:
+    """Gradient of ``sum_n c_n log p(x_n | params)`` from statistics weighted by ``c`` (see
+    :func:`mixture_log_likelihood`), as a GMMParams of the same structure."""
+    ct = params.covariance_type
+    nk, t1, t2 = stats.nk, stats.t1, stats.t2
+    w = params.weights
+    g_w = jnp.where(w > 0, nk / jnp.where(w > 0, w, 1.0), 0.0)
+    if ct in ("full", "tied"):
+        u = params.cov_chol()
+        p = _precisions_cholesky(params)  # U^-T (upper)
+        if ct == "full":
+            g_mu = jnp.einsum("kde,ke->kd", p, t1, precision=_PRECISION)
+            n = nk[:, None, None]
+        else:
+            g_mu = jnp.einsum("de,ke->kd", p, t1, precision=_PRECISION)
+            n = jnp.sum(nk)
+        d = u.shape[-1]
+        eye = jnp.eye(d, dtype=u.dtype)
+        diag_u = jnp.diagonal(u, axis1=-2, axis2=-1)
+        g_u = jnp.matmul(p, t2, precision=_PRECISION) - n * eye / diag_u[..., None, :]
+        g_u = jnp.tril(g_u)
+        s, corr = params.scales, params.corr_chol
+        g_s = jnp.sum(g_u * corr, axis=-1)
+        g_l = s[..., :, None] * g_u
+        return GMMParams(g_w, g_mu, g_s, g_l, ct)
+    if ct == "diag":
+        s = params.scales
+        return GMMParams(g_w, t1 / s, (t2 - nk[:, None]) / s, None, ct)
+    s = params.scales  # spherical (K,)
+    d = params.means.shape[-1]
+    return GMMParams(g_w, t1 / s[:, None], (t2 - d * nk) / s, None, ct)
+
+
+mixture_log_likelihood.defvjp(_mixture_log_likelihood_fwd, _mixture_log_likelihood_bwd)
 
 
 def responsibilities(params: GMMParams, x):

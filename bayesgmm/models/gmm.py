@@ -65,7 +65,7 @@ import numpyro.distributions as dist
 from jax import random
 from numpyro.distributions import constraints
 
-from bayesgmm.core.density import log_likelihood
+from bayesgmm.core.density import mixture_log_likelihood
 from bayesgmm.core.params import GMMParams, check_covariance_type
 from bayesgmm.core.prior import LOG_NORMAL_SIGMA, ResolvedPrior
 
@@ -244,7 +244,7 @@ def gmm_model(
         w = None if sample_weight is None else jnp.asarray(sample_weight, dtype)
         with numpyro.plate("obs", n, subsample_size=subsample_size, dim=-1):
             xs = numpyro.subsample(x, event_dim=1)
-            ll = log_likelihood(params, xs)
+            ll = mixture_log_likelihood(params, xs)  # closed-form gradient (one E-step pass)
             if w is not None:
                 ws = numpyro.subsample(w, event_dim=0)
                 ll = jnp.where(ws != 0, ws * ll, 0.0)

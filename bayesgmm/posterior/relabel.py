@@ -218,12 +218,13 @@ def pivot_costs(draws: GMMParams, pivot: GMMParams, block: int = 1024) -> np.nda
     dtype = device_dtype()
     s = draws.means.shape[0]
     k = pivot.n_components
-    pv = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), pivot)
+    np_dtype = np.dtype(dtype)
+    pv = jax.tree_util.tree_map(lambda a: np.asarray(a, np_dtype), pivot)
     out = np.empty((s, k, k))
     # one fixed block shape: a single compilation per model structure (padding is cheap here)
     for i in range(0, s, block):
         idx = np.minimum(np.arange(i, i + block), s - 1)  # fixed block shape: one compilation
-        blk = jax.tree_util.tree_map(lambda a: jnp.asarray(a[idx], dtype), draws)
+        blk = jax.tree_util.tree_map(lambda a: np.asarray(a[idx], np_dtype), draws)
         n = min(block, s - i)
         out[i : i + n] = np.asarray(_pivot_costs_kernel(blk, pv), np.float64)[:n]
     return out

@@ -191,15 +191,17 @@ def mixture_log_likelihood(params: GMMParams, x):
 
 
 def _mixture_log_likelihood_fwd(params, x):
-    return log_likelihood(params, x), (params, x)
+    wh = _whitening(params)  # kept for the backward pass: its triangular inverse is done once
+    lp = _whiten_c(params, x, wh)[1] + _log_weights(params.weights)
+    return logsumexp(lp, axis=-1), (params, x, wh)
 
 
 def _mixture_log_likelihood_bwd(res, g):
-    params, x = res
-    return log_likelihood_grad(params, _block_stats(params, x, g)), None
+    params, x, wh = res
+    return log_likelihood_grad(params, _block_stats(params, x, g, wh=wh), wh), None
 
 
-def log_likelihood_grad(params: GMMParams, stats: EStepStats) -> GMMParams:
+def log_likelihood_grad(params: GMMParams, stats: EStepStats, wh: _Whitening | None = None) -> GMMParams:
     """Gradient of ``sum_n c_n log p(x_n | params)`` from statistics weighted by ``c`` (see
     :func:`mixture_log_likelihood`), as a GMMParams of the same structure."""
     ct = params.covariance_type
@@ -208,7 +210,7 @@ def log_likelihood_grad(params: GMMParams, stats: EStepStats) -> GMMParams:
     g_w = jnp.where(w > 0, nk / jnp.where(w > 0, w, 1.0), 0.0)
     if ct in ("full", "tied"):
         u = params.cov_chol()
-        p = _precisions_cholesky(params)  # U^-T (upper)
+        p = _precisions_cholesky(params) if wh is None else wh.p  # U^-T (upper)
         if ct == "full":
             g_mu = jnp.einsum("kde,ke->kd", p, t1, precision=_PRECISION)
             n = nk[:, None, None]

@@ -536,8 +536,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             f"increase reg_covar (now {self.reg_covar}), fit with the default prior "
             "(prior='default'), use fewer components, or deduplicate the data"
             if ml
-            else "use fewer components, deduplicate the data, or a prior with larger "
-            "Prior(scale_scale=...) (the log-normal scale prior keeps variances positive)"
+            else "use fewer components, deduplicate the data, or a prior with a larger "
+            "Prior(covariance_floor=...) (a spike on duplicated points then gains less)"
         )
         warnings.warn(
             f"{what} collapsed_components_ lists them. To avoid it, {fix}.",

@@ -334,7 +334,8 @@ def _failure_message(covariance_type, ml: bool, reg_covar, n, d, k) -> str:
         "prior (prior='default')"
         if ml
         else "use fewer components, a simpler covariance_type, rescale or deduplicate the data, "
-        "or a stronger prior (e.g. a larger Prior(lkj_concentration=...))"
+        "or a stronger prior (e.g. a larger Prior(covariance_floor=...), by default 1e-4 of each "
+        "feature's variance by default, or a larger Prior(lkj_concentration=...))"
     )
     return (
         "EM failed: a covariance became singular (the component collapsed) and the objective "

@@ -165,7 +165,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         log-likelihood with ``prior=None``).
     reg_covar : float, default=1e-6
         Non-negative value added to the covariance diagonals in maximum-likelihood mode. With a
-        prior, the prior keeps covariances positive definite and ``reg_covar`` is not used.
+        prior, the prior keeps covariances positive definite and ``reg_covar`` is not used: its
+        counterpart there is ``Prior.covariance_floor`` (default ``1e-4`` of each feature's
+        variance, added to each component's scatter matrix), which is part of the model.
     max_iter : int, default=100
         Maximum number of EM iterations per start.
     n_init : int, default=1
@@ -218,7 +220,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Components emptied by a sparse Dirichlet prior (``weight_concentration < 1``).
     collapsed_components_ : ndarray of int
         Components that collapsed (a covariance singular at the ``reg_covar`` floor or below
-        1e-10 of the data's variance, or less than half a sample's weight). They are pruned --
+        1e-10 of the data's variance; under the prior's covariance floor, a covariance that is
+        the floor alone in every direction, i.e. a point mass on duplicated points; or less than
+        half a sample's weight). They are pruned --
         weight exactly 0, EM re-run with the others -- and a
         :class:`CollapsedComponentWarning` says so; empty when nothing collapsed.
     map_result_ : bayesgmm.infer.MAPResult
@@ -547,8 +551,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             f"increase reg_covar (now {self.reg_covar}), fit with the default prior "
             "(prior='default'), use fewer components, or deduplicate the data"
             if ml
-            else "use fewer components, deduplicate the data, or a prior with larger "
-            "Prior(scale_scale=...) (the log-normal scale prior keeps variances positive)"
+            else "use fewer components, deduplicate the data, or a prior with a larger "
+            "Prior(covariance_floor=...) (a spike on duplicated points then gains less)"
         )
         warnings.warn(
             f"{what} collapsed_components_ lists them. To avoid it, {fix}.",

@@ -188,7 +188,10 @@ def _prior_from_json(v, arrays):
     from .core.prior import Prior
 
     if isinstance(v, dict) and "__prior__" in v:
-        return Prior(**{k: _from_json_value(x, arrays) for k, x in v["__prior__"].items()})
+        fields = {k: _from_json_value(x, arrays) for k, x in v["__prior__"].items()}
+        # files written before Prior.covariance_floor existed describe the model without it
+        fields.setdefault("covariance_floor", 0.0)
+        return Prior(**fields)
     if isinstance(v, dict) and "__prior_dict__" in v:
         return {k: _from_json_value(x, arrays) for k, x in v["__prior_dict__"].items()}
     return v
@@ -248,11 +251,16 @@ def _params_from_arrays(prefix, covariance_type, arrays):
     )
 
 
+_RESOLVED_PRIOR_FIELDS = ("weight_concentration", "mean_loc", "mean_scale", "scale_scale",
+                          "lkj_concentration", "covariance_floor")
+
+
 def _resolved_prior_to(prefix, rp, arrays):
     if rp is None:
         return None
-    for field in ("weight_concentration", "mean_loc", "mean_scale", "scale_scale", "lkj_concentration"):
-        arrays[f"{prefix}.{field}"] = np.asarray(getattr(rp, field))
+    for field in _RESOLVED_PRIOR_FIELDS:
+        if getattr(rp, field) is not None:
+            arrays[f"{prefix}.{field}"] = np.asarray(getattr(rp, field))
     return {"scale_prior": rp.scale_prior, "ordered_means": bool(rp.ordered_means)}
 
 
@@ -261,8 +269,9 @@ def _resolved_prior_from(prefix, meta, arrays):
 
     if meta is None:
         return None
-    fields = ("weight_concentration", "mean_loc", "mean_scale", "scale_scale", "lkj_concentration")
-    return ResolvedPrior(**{f: arrays[f"{prefix}.{f}"] for f in fields}, scale_prior=meta["scale_prior"],
+    # covariance_floor is absent from files written before it existed (the model without it)
+    return ResolvedPrior(**{f: arrays.get(f"{prefix}.{f}") for f in _RESOLVED_PRIOR_FIELDS},
+                         scale_prior=meta["scale_prior"],
                          ordered_means=meta["ordered_means"])
 
 

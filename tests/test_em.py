@@ -232,6 +232,8 @@ def test_no_recompilation_when_numbers_change():
         dict(tol=1e-5, max_iter=80, reg_covar=1e-3),
         dict(tol=1e-2, max_iter=20, prior=Prior(weight_concentration=3.0, mean_scale=4.0, scale_scale=[1.0, 2.0], lkj_concentration=5.0)),
         dict(max_iter=500, prior=Prior(mean_loc=[1.0, -1.0], weight_concentration=[1.0, 2.0])),
+        dict(prior=Prior(covariance_floor=1e-2)),
+        dict(prior=Prior(covariance_floor=0.0)),  # off is the same program (a zero Psi)
     ]
     for kw in settings:
         GaussianMixture(2, random_state=0, **kw).fit(x)

@@ -45,7 +45,8 @@ def _assert_same_estimator(a, b, X):
             assert pa[key].get_state()[1].tolist() == pb[key].get_state()[1].tolist()
         elif key == "prior" and isinstance(pa[key], Prior):
             assert type(pb[key]) is Prior
-            for f in ("weight_concentration", "mean_loc", "mean_scale", "scale_scale", "lkj_concentration"):
+            for f in ("weight_concentration", "mean_loc", "mean_scale", "scale_scale", "lkj_concentration",
+                      "covariance_floor"):
                 assert type(getattr(pa[key], f)) is type(getattr(pb[key], f)), f
                 np.testing.assert_array_equal(getattr(pa[key], f), getattr(pb[key], f))
             assert (pa[key].scale_prior, pa[key].ordered_means) == (pb[key].scale_prior, pb[key].ordered_means)
@@ -70,6 +71,11 @@ def _assert_same_estimator(a, b, X):
             assert np.asarray(va).dtype == vb.dtype
             np.testing.assert_array_equal(va, vb)
     assert mb.info is None
+    assert (ma.prior is None) == (mb.prior is None)
+    if ma.prior is not None:
+        for f in ("weight_concentration", "mean_loc", "mean_scale", "scale_scale", "lkj_concentration",
+                  "covariance_floor"):
+            np.testing.assert_array_equal(getattr(ma.prior, f), getattr(mb.prior, f), err_msg=f)
     oa, ob = getattr(a, "_online", None), getattr(b, "_online", None)
     assert (oa is None) == (ob is None)
     if oa is not None:
@@ -117,6 +123,29 @@ def test_estimator_round_trip_is_exact(tmp_path, frame, kwargs):
 @pytest.fixture(scope="module")
 def fitted(frame):
     return GaussianMixture(2, random_state=0).fit(frame)  # same program as the round trip's first case
+
+
+def test_files_from_before_the_covariance_floor_load_as_the_model_without_it(tmp_path, monkeypatch, fitted):
+    """A file written before ``Prior.covariance_floor`` existed has no such field: its prior loads
+    with ``covariance_floor=0`` and its resolved prior without the factor (the model it was fitted
+    with), not with today's default."""
+    real_to_json = bio._prior_to_json
+
+    def old_to_json(prior, arrays):
+        out = real_to_json(prior, arrays)
+        if isinstance(out, dict) and "__prior__" in out:
+            out["__prior__"].pop("covariance_floor")
+        return out
+
+    gm = copy.deepcopy(fitted).set_params(prior=Prior(weight_concentration=2.0))
+    monkeypatch.setattr(bio, "_prior_to_json", old_to_json)
+    monkeypatch.setattr(bio, "_RESOLVED_PRIOR_FIELDS", bio._RESOLVED_PRIOR_FIELDS[:-1])
+    gm.save(tmp_path / "old.npz")
+    monkeypatch.undo()
+    loaded = bayesgmm.load(tmp_path / "old.npz")
+    assert loaded.prior == Prior(weight_concentration=2.0, covariance_floor=0.0)
+    assert loaded.map_result_.prior.covariance_floor is None
+    assert fitted.map_result_.prior.covariance_floor is not None  # today's files carry it
 
 
 def test_unfitted_and_unsaveable_estimators(tmp_path, fitted):

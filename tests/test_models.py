@@ -136,6 +136,35 @@ def test_closed_form_gradient_matches_autodiff(ct, d):
             np.testing.assert_array_equal(mixture_log_likelihood(params, x), log_likelihood(params, x))
 
 
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_log_density_matches_log_posterior_with_a_strong_covariance_floor(ct):
+    """The covariance factor -tr(Psi Sigma^-1)/2 is in both densities, for every covariance type:
+    a floor of 0.5 of the data's variance makes it a large part of the density (it would show)."""
+    with jax.enable_x64(True):
+        d = 3
+        x = _data(d, seed=3)
+        prior = resolve_prior(Prior(covariance_floor=0.5), x, K, ct)
+        np.testing.assert_allclose(prior.covariance_floor, 0.5 * x.var(axis=0), rtol=1e-12)
+        params = _random_params(ct, d, 4, n=5)
+        lp = _model_lp(params, **_kwargs(x, prior, ct))
+        _assert_close(lp, _core_lp(params, x, prior))
+        without = resolve_prior(Prior(covariance_floor=0.0), x, K, ct)
+        lp0 = _model_lp(params, **_kwargs(x, without, ct))
+        _assert_close(lp0, _core_lp(params, x, without))
+        # the difference is the factor, computed here with numpy from the covariances
+        cov = np.asarray(params.covariances())
+        psi = np.asarray(prior.covariance_floor)
+        if ct in ("full", "tied"):
+            tr = np.einsum("d,...dd->...", psi, np.linalg.inv(cov))
+            tr = tr.sum(-1) if ct == "full" else tr
+        elif ct == "diag":
+            tr = (psi / cov).sum(axis=(-2, -1))
+        else:
+            tr = (psi.sum() / cov).sum(-1)
+        _assert_close(lp - lp0, -0.5 * tr, rtol=1e-9)
+        assert np.all(-0.5 * tr < -1.0)  # not a negligible term
+
+
 @pytest.mark.parametrize("ct", ["full"])
 def test_log_density_at_prior_draws(ct):
     """The same at parameters drawn from the model's own prior (NumPyro's LKJ and Dirichlet)."""
@@ -316,9 +345,11 @@ def test_sites_and_plates(ct):
         assert "corr_chol" not in tr
     assert tr["obs_loglik"]["fn"].batch_shape == (N,)
     assert plates("obs_loglik") == {"obs"}
-    # only the parameter sites and the factor: no (N, K) arrays are recorded
+    # the prior's covariance factor: one scalar, summed over the components, in no plate
+    assert tr["covariance_floor"]["fn"].batch_shape == () and plates("covariance_floor") == set()
+    # only the parameter sites and the two factors: no (N, K) arrays are recorded
     recorded = {k for k, v in tr.items() if v["type"] in ("sample", "deterministic")}
-    assert recorded == {"weights", "means", "scales", "obs_loglik"} | (
+    assert recorded == {"weights", "means", "scales", "obs_loglik", "covariance_floor"} | (
         {"corr_chol"} if ct in ("full", "tied") else set()
     )
 

@@ -96,9 +96,10 @@ def test_ml_collapse_on_duplicated_points_is_pruned_and_reported():
 
 def test_default_prior_does_not_collapse_on_duplicated_points():
     """A few (3) duplicated points: the log-normal scale prior keeps the MAP (best of 5 starts)
-    away from a spike on them. From about 4 exact duplicates on (12 here) the highest posterior
-    density is a spike, whose variance shrinks fast with n_dup (measured on these data: 7e-7 at
-    4, 7e-11 at 5, for data of variance ~10), and the policy prunes it like an ML collapse."""
+    away from a spike on them. From about 4 exact duplicates on the highest posterior density is a
+    spike on them; without the covariance floor its variance shrinks fast with their number (7e-7
+    at 4, 7e-11 at 5, for data of variance ~10), with it the spike is a bounded MAP whose variances
+    stay above about Psi / n_k."""
     X = _with_duplicated_cluster(3)
     with warnings.catch_warnings():
         warnings.simplefilter("error", CollapsedComponentWarning)
@@ -106,10 +107,34 @@ def test_default_prior_does_not_collapse_on_duplicated_points():
     assert gm.collapsed_components_.size == 0 and gm.n_empty_ == 0
     assert _positive_definite(gm)
     assert np.linalg.eigvalsh(gm.covariances_).min() > 1e-3 * X.var(axis=0).min()
+
+
+def test_spike_on_duplicated_points_is_held_by_the_floor_and_pruned_when_it_is_the_floor_alone():
+    """Under the covariance floor a spike on duplicated points is a real (finite) MAP: its variance
+    is about Psi / n_k, not 0. On 5 duplicates it still takes spread from the neighbouring points in
+    one direction and is kept (a legitimate component of the model); on 12 its covariance is the
+    floor alone in every direction -- a point mass that describes no spread of the data -- and the
+    collapse policy prunes it, as it prunes an ML collapse."""
+    X = _with_duplicated_cluster(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CollapsedComponentWarning)
+        few = GaussianMixture(3, covariance_type="full", random_state=0).fit(X)
+    psi = few.map_result_.prior.covariance_floor
+    spike = int(np.argmin(few.weights_))
+    n_k = few.weights_[spike] * X.shape[0]
+    assert abs(n_k - 5) < 0.5  # the component sits on the 5 duplicates
+    lam = np.linalg.eigvalsh(few.covariances_[spike] / np.sqrt(np.outer(psi, psi)))  # against Psi
+    assert lam[0] * n_k > 1.0 and lam[0] * n_k < 3.0  # floor-dominated in one direction ...
+    assert lam[-1] * n_k > 3.0  # ... not in every direction: kept
+
+    many_X = _with_duplicated_cluster(12)
     with pytest.warns(CollapsedComponentWarning, match="Pruned"):
-        many = GaussianMixture(3, covariance_type="full", random_state=0).fit(_with_duplicated_cluster(12))
+        many = GaussianMixture(3, covariance_type="full", random_state=0).fit(many_X)
     (k,) = many.collapsed_components_
     assert many.weights_[k] == 0.0 and _positive_definite(many)
+    # before pruning the spike was a finite MAP with the higher posterior density
+    before = np.max(many.map_result_.restart_objectives)
+    assert np.isfinite(before) and many.lower_bound_ * many_X.shape[0] < before
 
 
 def test_every_component_collapsed_is_kept_and_reported():

@@ -280,8 +280,26 @@ def _cov_map_step(ct, v, scatter, n, prior: ResolvedPrior, d):
     return v
 
 
+def _add_floor(ct, scatter, floor):
+    """The scatter plus ``Psi = diag(floor)`` of the prior's covariance factor.
+
+    ``-tr(Psi V^-1) / 2`` has the form of the likelihood's ``-tr(S V^-1) / 2``, so the M-step
+    under the prior sees ``S + Psi`` in place of ``S`` (full: per component; tied: once; diag:
+    per feature; spherical: ``tr(Psi)``).
+    """
+    if floor is None:
+        return scatter
+    if ct in ("full", "tied"):
+        return scatter + jnp.diag(floor)
+    if ct == "diag":
+        return scatter + floor
+    return scatter + jnp.sum(floor)
+
+
 def _shrunk_cov(ct, scatter, nk, prior: ResolvedPrior, d):
-    """Closed-form covariance ``(S + diag(scale_scale^2)) / (n + 1)``: a cheap start for MAP-EM."""
+    """Closed-form covariance ``(S + diag(scale_scale^2)) / (n + 1)``: a cheap start for MAP-EM.
+
+    ``scatter`` already holds the prior's ``Psi`` (see :func:`_add_floor`)."""
     tau2 = prior.scale_scale**2
     if ct == "full":
         return (scatter + jnp.diag(tau2)) / (nk + 1.0)[:, None, None]
@@ -322,6 +340,8 @@ def m_step(
     means = _mean_step(ct, params, stats, None if start else prior, eps)
     delta = means - params.means
     scatter = _scatter_new(ct, params, stats, delta)
+    if prior is not None:
+        scatter = _add_floor(ct, scatter, prior.covariance_floor)
     nk = stats.nk
     if prior is None:
         nke = nk + eps

@@ -9,6 +9,8 @@ model assigns to its sample sites
 * ``means     ~ Normal(mean_loc, mean_scale)`` independently per component and feature
 * ``scales    ~ HalfNormal(scale_scale) | HalfCauchy(scale_scale) | LogNormal(log(scale_scale), 1)``
 * ``corr_chol ~ LKJCholesky(n_features, lkj_concentration)`` (full: one per component; tied: one)
+* times the covariance factor ``exp(-tr(Psi Sigma_k^{-1}) / 2)`` on every component covariance
+  (tied: once), ``Psi = diag(covariance_floor)`` (see :func:`covariance_floor_log_density`)
 
 in those natural parameters (no unconstrained-space Jacobian).
 """
@@ -24,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, multigammaln
 
+from . import linalg
 from .params import GMMParams
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "ResolvedPrior",
     "resolve_prior",
     "log_prior",
+    "covariance_floor_log_density",
     "scale_log_density",
     "lkj_cholesky_log_density",
 ]
@@ -42,6 +46,8 @@ SCALE_PRIORS = ("half_normal", "half_cauchy", "log_normal")
 LOG_NORMAL_SIGMA = 1.0
 #: Default ``mean_scale`` as a multiple of each feature's standard deviation.
 MEAN_SCALE_FACTOR = 2.0
+#: Default ``covariance_floor``, relative to each feature's variance.
+COVARIANCE_FLOOR = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +88,23 @@ class Prior:
         Restrict the prior to components ordered by the mean of the first feature (an
         identifiability constraint). The restricted density is left unnormalised (it differs from
         the normalised one by ``log(n_components!)``).
+    covariance_floor : float, default=1e-4
+        Strength ``c`` of an inverse-Wishart-type factor ``exp(-tr(Psi Sigma_k^{-1}) / 2)`` on every
+        component covariance (tied: on the one shared covariance), with ``Psi = c * diag(var(X))``
+        (each feature's weighted variance; a constant feature gets 0). It is what makes the MAP
+        exist for any data: as a covariance becomes singular in any direction the factor vanishes
+        faster than any power of its determinant, so a component can no longer collapse onto
+        fewer points than features (``n_k < n_features``), duplicated points or tied values --
+        each MAP covariance keeps every eigenvalue above about ``Psi / (n_k + 2)``. In MAP-EM it
+        adds ``Psi`` to each component's scatter matrix (mclust's conjugate regularisation,
+        Fraley & Raftery 2007, here beside the LKJ correlation prior); the likelihood is
+        unchanged. ``1e-4`` moves fits whose components hold many points by about
+        ``1e-4 / n_k`` of a variance; raise it (e.g. ``1e-2``) for a stronger pull away from
+        near-singular components, and ``0`` removes the factor (the model before it was added, in
+        which a component with fewer points than features has no MAP). The factor is part of the
+        density that NUTS and VI sample as well; prior *predictive* draws
+        (``gmm_model(x=None)``) ignore it (a factor ``<= 1``, about 1 away from singular
+        covariances).
 
     Examples
     --------
@@ -97,6 +120,7 @@ class Prior:
     scale_scale: Any = None
     lkj_concentration: Any = 2.0
     ordered_means: bool = False
+    covariance_floor: Any = COVARIANCE_FLOOR
 
     def __post_init__(self):
         if self.scale_prior not in SCALE_PRIORS:
@@ -114,6 +138,16 @@ class Prior:
                 raise ValueError("Prior(mean_loc=...) must be finite.")
         if not isinstance(self.ordered_means, (bool, np.bool_)):
             raise TypeError(f"Prior(ordered_means=...) must be a bool, got {self.ordered_means!r}.")
+        floor = self.covariance_floor
+        if isinstance(floor, (bool, np.bool_)) or not isinstance(floor, (int, float, np.integer, np.floating)):
+            raise TypeError(
+                f"Prior(covariance_floor=...) must be a number (a fraction of each feature's "
+                f"variance), got {floor!r}."
+            )
+        if not (np.isfinite(floor) and floor >= 0):
+            raise ValueError(
+                f"Prior(covariance_floor={floor!r}) must be finite and >= 0 (0 turns the factor off)."
+            )
 
 
 def _check_positive(name, value):
@@ -139,6 +173,10 @@ class ResolvedPrior:
     mean_loc, mean_scale : (D,)
     scale_scale : (D,) for full/tied/diag, () for spherical
     lkj_concentration : ()
+    covariance_floor : (D,) or None
+        The diagonal of ``Psi`` in the factor ``exp(-tr(Psi Sigma_k^{-1}) / 2)``, in the units of
+        a variance: ``Prior.covariance_floor`` times each feature's variance. ``None`` (or zeros)
+        leaves the factor out.
     scale_prior : str (static)
     ordered_means : bool (static)
     """
@@ -148,6 +186,7 @@ class ResolvedPrior:
     mean_scale: Any
     scale_scale: Any
     lkj_concentration: Any
+    covariance_floor: Any = None
     scale_prior: str = "log_normal"
     ordered_means: bool = False
 
@@ -163,16 +202,21 @@ class ResolvedPrior:
         shift = xp.asarray(shift)
         scale = xp.asarray(scale)
         scale_for_scales = scale if np.ndim(self.scale_scale) == scale.ndim else xp.mean(scale)
+        floor = self.covariance_floor
         return self.replace(
             mean_loc=(self.mean_loc - shift) / scale,
             mean_scale=self.mean_scale / scale,
             scale_scale=self.scale_scale / scale_for_scales,
+            covariance_floor=None if floor is None else floor / scale**2,
         )
 
 
 jax.tree_util.register_dataclass(
     ResolvedPrior,
-    data_fields=["weight_concentration", "mean_loc", "mean_scale", "scale_scale", "lkj_concentration"],
+    data_fields=[
+        "weight_concentration", "mean_loc", "mean_scale", "scale_scale", "lkj_concentration",
+        "covariance_floor",
+    ],
     meta_fields=["scale_prior", "ordered_means"],
 )
 
@@ -275,6 +319,7 @@ def resolve_prior(
         mean_scale=vec("mean_scale", prior.mean_scale, MEAN_SCALE_FACTOR * std, n_features),
         scale_scale=scale_scale,
         lkj_concentration=asarray(float(prior.lkj_concentration)),
+        covariance_floor=asarray(float(prior.covariance_floor) * std**2),
         scale_prior=prior.scale_prior,
         ordered_means=bool(prior.ordered_means),
     )
@@ -335,6 +380,44 @@ def normal_log_density(x, loc, scale):
     return -_HALF_LOG_2PI - jnp.log(scale) - 0.5 * z * z
 
 
+def covariance_floor_log_density(params: GMMParams, floor, mask=None):
+    """``-tr(Psi Sigma_k^{-1}) / 2`` summed over the components (tied: the one covariance).
+
+    The inverse-Wishart-type factor of the prior that keeps every covariance away from singular
+    (see ``Prior.covariance_floor``); unnormalised (its normaliser is a constant).
+
+    Parameters
+    ----------
+    params : GMMParams, possibly with leading batch axes
+    floor : array of shape (D,) or None
+        The diagonal of ``Psi``; ``None`` gives 0.
+    mask : bool array of shape (n_components,), optional
+        The components of the model (the others are padding, see :func:`log_prior`).
+
+    Returns
+    -------
+    array of shape params.batch_shape
+    """
+    if floor is None:
+        return jnp.zeros(params.batch_shape, params.means.dtype)
+    ct = params.covariance_type
+    on = floor > 0  # a zero entry contributes exactly 0, even against a singular covariance
+
+    per_k = (lambda a: a) if mask is None else (lambda a: jnp.where(mask, a, 0.0))  # noqa: E731
+
+    if ct in ("full", "tied"):
+        # tr(Psi U^-T U^-1) = sum_{i,d} (U^-1)_{id}^2 psi_d, U the covariance's Cholesky factor
+        m = linalg.inv_lower(params.cov_chol())  # no LAPACK in jitted code
+        tr = jnp.sum(jnp.where(on, m * m * floor, 0.0), axis=(-2, -1))
+        return -0.5 * (jnp.sum(per_k(tr), axis=-1) if ct == "full" else tr)
+    if ct == "diag":
+        terms = jnp.where(on, floor / jnp.where(on, params.scales**2, 1.0), 0.0)
+        return -0.5 * jnp.sum(per_k(jnp.sum(terms, axis=-1)), axis=-1)
+    total = jnp.sum(floor)  # spherical: tr(Psi) / s_k^2
+    terms = jnp.where(total > 0, total / jnp.where(total > 0, params.scales**2, 1.0), 0.0)
+    return -0.5 * jnp.sum(per_k(terms), axis=-1)
+
+
 def log_prior(params: GMMParams, prior: ResolvedPrior, mask=None):
     """Log prior density ``log p(theta)`` in natural parameters.
 
@@ -369,6 +452,7 @@ def log_prior(params: GMMParams, prior: ResolvedPrior, mask=None):
         lp = lp + jnp.sum(per_k(lkj_cholesky_log_density(params.corr_chol, prior.lkj_concentration)), axis=-1)
     elif ct == "tied":
         lp = lp + lkj_cholesky_log_density(params.corr_chol, prior.lkj_concentration)
+    lp = lp + covariance_floor_log_density(params, prior.covariance_floor, mask)
     if prior.ordered_means:
         first = params.means[..., 0]
         if mask is not None:  # padding sorts last

@@ -20,9 +20,17 @@ site            distribution                                  shape             
                                                               spherical (K,)     component
 ``corr_chol``   ``LKJCholesky(D, lkj_concentration)``         full (K, D, D)     component
                                                               tied (D, D)        --
+``covariance_   ``numpyro.factor`` ``-tr(Psi Sigma_k^-1) / 2``  ()                 --
+floor``         summed over components (absent when
+                ``prior.covariance_floor`` is None)
 ``obs_loglik``  ``numpyro.factor`` of the weighted            (N,) or (M,)       obs (subsampled)
                 pointwise mixture log-likelihood
 ==============  ============================================  =================  ================
+
+The ``covariance_floor`` factor is the prior's inverse-Wishart-type term (see
+:func:`bayesgmm.core.prior.covariance_floor_log_density`); it is computed by the same function
+as in ``log_prior``. Prior predictive draws (``x=None``) come from the sample sites only, i.e.
+without this factor (a factor ``<= 1``).
 
 Plate dims: ``feature`` is dim -1; ``component`` is dim -2 for the ``(K, D)`` sites and dim -1 for
 the ``(K,)``-batched sites (spherical ``scales``, full ``corr_chol``), i.e. the plate named
@@ -67,7 +75,7 @@ from numpyro.distributions import constraints
 
 from bayesgmm.core.density import mixture_log_likelihood
 from bayesgmm.core.params import GMMParams, check_covariance_type
-from bayesgmm.core.prior import LOG_NORMAL_SIGMA, ResolvedPrior
+from bayesgmm.core.prior import LOG_NORMAL_SIGMA, ResolvedPrior, covariance_floor_log_density
 
 __all__ = ["gmm_model", "model_for", "params_from_sample", "sample_from_params", "PARAM_SITES"]
 
@@ -237,6 +245,8 @@ def gmm_model(
             corr_chol = numpyro.sample("corr_chol", dist.LKJCholesky(d, prior.lkj_concentration))
 
     params = GMMParams(weights, means, scales, corr_chol, covariance_type)
+    if prior.covariance_floor is not None:  # the prior's covariance factor (one definition)
+        numpyro.factor("covariance_floor", covariance_floor_log_density(params, prior.covariance_floor))
 
     # -- likelihood -----------------------------------------------------------------------------
     if x is not None:

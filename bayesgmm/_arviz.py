@@ -430,9 +430,29 @@ def _reduce(ds, how):
     return out
 
 
+class _quiet_loggers:
+    """Silence ArviZ's logged warnings (e.g. 0.2x's shape check on one VI chain) inside a block."""
+
+    def __enter__(self):
+        import logging
+
+        self._levels = [(lg, lg.level) for lg in loggers()]
+        for lg, _ in self._levels:
+            lg.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        for lg, level in self._levels:
+            lg.setLevel(level)
+
+
 def _diagnostic(ds, which: str, method: str):
-    """R-hat or ESS of every variable of a (chain, draw, ...) Dataset, as a Dataset."""
-    with warnings.catch_warnings():
+    """R-hat or ESS of every variable of a (chain, draw, ...) Dataset, as a Dataset.
+
+    One chain (VI) is diagnosed as ArviZ does (split halves), without ArviZ's logged warning.
+    """
+    if not ARVIZ_1:
+        _az()  # imported before its logger is silenced
+    with warnings.catch_warnings(), _quiet_loggers():
         warnings.simplefilter("ignore", RuntimeWarning)
         if ARVIZ_1:
             fn = _azs().rhat if which == "rhat" else _azs().ess

@@ -84,7 +84,7 @@ def _versions() -> dict:
     return out
 
 
-def execute(path: Path, fast: bool = False, timeout: int = TIMEOUT_S):
+def execute(path: Path, fast: bool = False, timeout: int = TIMEOUT_S, verbose: bool = True):
     """Run one notebook top to bottom in a fresh kernel and write it back with its outputs."""
     import nbclient
     import nbformat
@@ -99,9 +99,20 @@ def execute(path: Path, fast: bool = False, timeout: int = TIMEOUT_S):
     if fast:
         os.environ["BAYESGMM_NOTEBOOK_FAST"] = "1"
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
-    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
-                                     resources={"metadata": {"path": str(HERE)}})
+    n_code = sum(c.cell_type == "code" for c in nb.cells)
     t0 = time.perf_counter()
+    last = [t0]
+
+    def progress(cell, cell_index, **_):  # one line per code cell: long runs show where they are
+        if cell.cell_type == "code" and verbose:
+            now = time.perf_counter()
+            print(f"  {path.name}: cell {cell.execution_count}/{n_code} (#{cell_index}) "
+                  f"{now - last[0]:.0f} s", flush=True)
+            last[0] = now
+
+    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                                     resources={"metadata": {"path": str(HERE)}},
+                                     on_cell_executed=progress)
     try:
         client.execute()
     finally:

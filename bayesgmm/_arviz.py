@@ -604,9 +604,10 @@ def information_criterion(idata, criterion: str = "loo") -> dict:
     dict
         ``elpd`` and ``se`` (log scale, higher is better), ``deviance = -2 elpd`` and
         ``deviance_se = 2 se`` (lower is better), ``p`` (effective number of parameters), and
-        for LOO ``pareto_k`` (ndarray (n_obs,)), ``good_k`` (ArviZ's threshold
-        ``min(1 - 1/log10(S), 0.7)``) and ``n_bad_k`` (points above it); ``warning`` (ArviZ's
-        flag) and ``messages`` (the text of the warnings ArviZ raised).
+        for LOO ``pareto_k`` (ndarray (n_obs,); NaN where ArviZ could not estimate it),
+        ``good_k`` (ArviZ's threshold ``min(1 - 1/log10(S), 0.7)``) and ``n_bad_k`` (points
+        above it or NaN); ``warning`` (ArviZ's flag, and for LOO also set when ``n_bad_k > 0``)
+        and ``messages`` (the text of the warnings ArviZ raised, and a note on NaN k).
     """
     if criterion not in ("loo", "waic"):
         raise ValueError(f"criterion={criterion!r} is not supported; use 'loo' or 'waic'.")
@@ -633,7 +634,16 @@ def information_criterion(idata, criterion: str = "loo") -> dict:
     }
     if criterion == "loo":
         k = np.asarray(pareto_k, np.float64)
-        out.update(pareto_k=k, good_k=good_k, n_bad_k=int(np.sum(k > good_k)))
+        # a k that could not be estimated (NaN: ArviZ 1.x on extremely heavy-tailed ratios, where
+        # 0.2x reports a huge k) means PSIS failed for that point: it counts as bad
+        n_nan = int(np.sum(np.isnan(k)))
+        n_bad = int(np.sum(~(k <= good_k)))
+        if n_nan:
+            out["messages"].append(
+                f"The Pareto k of {n_nan} point(s) could not be estimated (PSIS failed there); they count "
+                "as points with k above the threshold."
+            )
+        out.update(pareto_k=k, good_k=good_k, n_bad_k=n_bad, warning=warn or n_bad > 0)
     return out
 
 

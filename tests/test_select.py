@@ -176,7 +176,12 @@ def test_pareto_k_is_surfaced():
     # ArviZ 0.2x: from_dict(posterior=..., log_likelihood=...); 1.x: from_dict({group: ...})
     idata = az.from_dict(data) if _arviz.ARVIZ_1 else az.from_dict(**data)
     res = _arviz.information_criterion(idata, "loo")
-    assert res["n_bad_k"] >= 1 and res["pareto_k"][0] > res["good_k"]
+    assert res["n_bad_k"] >= 1
+    if _arviz.ARVIZ_1:  # PSIS fails for the point: ArviZ 1.x cannot estimate its k (NaN)
+        assert np.isnan(res["pareto_k"][0])
+    else:  # ArviZ 0.2x estimates a huge k
+        assert res["pareto_k"][0] > res["good_k"]
+    assert np.all(res["pareto_k"][1:] < res["good_k"])  # the well-behaved points
     assert res["warning"] and any("Pareto" in m for m in res["messages"])
     assert res["deviance"] == pytest.approx(-2 * res["elpd"])
 

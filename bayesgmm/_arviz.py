@@ -69,6 +69,7 @@ def _arviz_generation() -> int:
 #: True when ArviZ >= 1 (DataTree based) is installed, False for ArviZ 0.2x.
 ARVIZ_1 = _arviz_generation() == 1
 
+
 def _az():
     """ArviZ 0.2x's ``arviz`` module, imported at first use."""
     with warnings.catch_warnings():
@@ -108,9 +109,9 @@ __all__ = [
     "DEFAULT_VAR_NAMES",
     "SAMPLE_STATS",
     "covariance_matrices",
-    "from_groups",
     "ess",
     "figure_of",
+    "from_groups",
     "group_names",
     "groups",
     "hdi",
@@ -119,15 +120,15 @@ __all__ = [
     "loggers",
     "loo",
     "param_variables",
-    "read_netcdf",
     "plot_trace",
     "rank_figure",
-    "trace_axes",
-    "trace_figure",
+    "read_netcdf",
     "rhat",
     "rhat_ess",
     "summary",
     "to_inference_data",
+    "trace_axes",
+    "trace_figure",
     "waic",
     "write_netcdf",
 ]
@@ -773,8 +774,8 @@ def trace_figure(idata, components: Sequence[int], features: Sequence):
     if ARVIZ_1:
         pc = plot_trace(idata, var_names=("weights", "means"), kind="trace", coords=coords, compact=False)
         fig = _detached(figure_of(pc))
-        n_rows = trace_axes(pc).shape[0]
-        fig.set_size_inches(8.0, 1.5 * n_rows + 0.3)
+        fig.set_layout_engine("constrained")
+        fig.set_size_inches(8.0, 1.5 * trace_axes(pc).shape[0] + 0.3)
         return fig
     from matplotlib.figure import Figure as MplFigure
 
@@ -798,7 +799,11 @@ def rank_figure(idata, components: Sequence[int], features: Sequence):
     coords = {"component": list(components), "feature": list(features)}
     if ARVIZ_1:
         pc = plot_trace(idata, var_names=("weights", "means"), kind="rank", coords=coords)
-        return _detached(figure_of(pc))
+        fig = _detached(figure_of(pc))
+        rows, cols = trace_axes(pc).shape
+        fig.set_layout_engine("constrained")
+        fig.set_size_inches(2.6 * cols, 2.4 * rows + 0.3)
+        return fig
     from matplotlib.figure import Figure as MplFigure
 
     n_panels = len(components) * (1 + len(features))

@@ -181,7 +181,8 @@ def make_figures(
                                        else " (first features / components only)") + "."))
         fig = _arviz.rank_figure(mpost.idata, k_shown, f_shown)
         out.append(Figure("rank", f"Rank plots (relabelled draws), {mname}", _png(fig, dpi),
-                          "Rank plots per chain (histograms with ArviZ 0.2x, ECDF differences with 1.x); flat when the chains mix."))
+                          "Rank plots per chain (histograms with ArviZ 0.2x, ECDF differences with 1.x); "
+                          "flat when the chains mix."))
     if selection is not None:
         add("criteria", f"Model selection: {selection.criterion.upper()} over the grid",
             lambda fig, ax: selection.plot(ax=ax), "Lower is better; the star marks the chosen model.")

@@ -186,16 +186,19 @@ def _check_rows_and_columns(data: Dataset, n_components: int, option: str = "--c
 @contextlib.contextmanager
 def _recorded(notes: list):
     """Collect warnings as notes (one line each) and keep ArviZ's logged warnings off stderr."""
-    # ArviZ 0.2x logs through its own Logger instance (arviz._log, not in logging's registry)
-    logger = getattr(sys.modules.get("arviz"), "_log", None) or logging.getLogger("arviz")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    from . import _arviz
+
+    loggers = _arviz.loggers()
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
         for w in caught:
             if not issubclass(w.category, (DeprecationWarning, FutureWarning)):
                 text = " ".join(str(w.message).split())

@@ -214,7 +214,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Objective per unit of sample weight at the returned parameters: the mean log-likelihood
         with ``prior=None`` (as scikit-learn), the log posterior divided by ``n_samples``
         otherwise.
-    lower_bounds_ : ndarray of shape (n_iter_ + 1,)
+    lower_bounds_ : ndarray of shape ``(n_iter_ + 1,)``
         ``lower_bound_`` after 0, 1, ..., ``n_iter_`` M-steps (never decreases).
     n_empty_ : int
         Components emptied by a sparse Dirichlet prior (``weight_concentration < 1``).
@@ -232,7 +232,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     n_steps_ : int
         Chunks processed by :meth:`partial_fit` (0 after ``fit``).
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape ``(n_features_in_,)``
         Defined when ``X`` has string column names.
 
     Examples

@@ -520,7 +520,7 @@ def save_posterior(post, path):
         "state": state_meta, "sampler": sampler_meta,
     }
     spec_json = json.dumps(spec, sort_keys=True, allow_nan=True)
-    groups = {name: getattr(idata, name) for name in idata.groups()}
+    groups = _arviz.groups(idata)
     digest = _digest(spec_json, _posterior_digest_arrays(groups, arrays))
     attrs = {"bayesgmm_header": _header("Posterior", digest), "bayesgmm_spec": spec_json}
     return _atomic_write(path, lambda tmp: _arviz.write_netcdf(idata, tmp, {_STATE_GROUP: (arrays, attrs)}))

@@ -594,14 +594,17 @@ def plot_trace(post, var_names=("weights",), kind: str = "trace", **kwargs):
         Variables of ``post.idata.posterior`` (``"weights"``, ``"means"``, ``"covariances"``, ...).
     kind : {"trace", "rank", "rank_bars", "rank_vlines"}, default="trace"
         ``"trace"``: densities and traces per chain; ``"rank"``: rank histograms per chain
-        (:func:`arviz.plot_rank`, uniform when chains mix); ``"rank_bars"`` / ``"rank_vlines"``:
+        (``arviz.plot_rank``, uniform when chains mix); ``"rank_bars"`` / ``"rank_vlines"``:
         densities with rank plots.
     **kwargs
-        Passed to ArviZ (``compact``, ``coords``, ``axes``, ...).
+        Passed to ArviZ (``compact``, ``coords``; with ArviZ 0.2x also ``axes``, ...).
 
     Returns
     -------
-    ndarray of matplotlib Axes
+    ndarray of matplotlib Axes or arviz_plots.PlotCollection
+        What that ArviZ version's plots return: the Axes (ArviZ 0.2x, ``arviz.plot_trace``) or
+        the ``PlotCollection`` (ArviZ >= 1, ``arviz_plots.plot_trace_dist`` / ``plot_rank`` /
+        ``plot_rank_dist``). ``bayesgmm._arviz.figure_of(result)`` is the Figure on both.
     """
     from . import _arviz
 

@@ -169,36 +169,20 @@ def make_figures(
             "row standardised by the first posterior.",
             figsize=(6.5, max(3.0, 0.28 * n_rows + 1.2)))
     if mcmc is not None:
-        from matplotlib.figure import Figure as MplFigure
+        from . import _arviz
 
         mname, mpost = mcmc
         k_shown = list(range(min(mpost.n_components, 4)))
         f_shown = names[: min(d, 3)]
-        # trace: one row for the weights and one per shown feature (the features' scales differ)
-        fig = MplFigure(figsize=(8.0, 1.9 * (1 + len(f_shown)) + 0.3), layout="constrained")
-        axes = fig.subplots(1 + len(f_shown), 2, squeeze=False)
-        plotting.plot_trace(mpost, var_names=("weights",), kind="trace", axes=axes[:1])
-        for r, f in enumerate(f_shown, start=1):
-            plotting.plot_trace(mpost, var_names=("means",), kind="trace", axes=axes[r : r + 1],
-                                coords={"feature": [f]})
-            axes[r, 0].set_title(f"means, {f}")
-            axes[r, 1].set_title(f"means, {f}")
+        fig = _arviz.trace_figure(mpost.idata, k_shown, f_shown)
         out.append(Figure("trace", f"Trace plots (relabelled draws), {mname}", _png(fig, dpi),
                           "Densities and traces per chain of the weights and means after relabelling to "
                           "the MAP" + ("" if len(f_shown) == d and len(k_shown) == mpost.n_components
                                        else " (first features / components only)") + "."))
-        # rank: weights and means of the first components and features
-        n_panels = len(k_shown) * (1 + len(f_shown))
-        cols = min(4, n_panels)
-        rows = -(-n_panels // cols)
-        fig = MplFigure(figsize=(2.6 * cols, 2.2 * rows + 0.3), layout="constrained")
-        axes = fig.subplots(rows, cols, squeeze=False)
-        plotting.plot_trace(mpost, var_names=("weights", "means"), kind="rank", ax=axes.ravel()[:n_panels],
-                            coords={"component": k_shown, "feature": f_shown})
-        for extra in axes.ravel()[n_panels:]:
-            extra.set_visible(False)
+        fig = _arviz.rank_figure(mpost.idata, k_shown, f_shown)
         out.append(Figure("rank", f"Rank plots (relabelled draws), {mname}", _png(fig, dpi),
-                          "Rank histograms per chain; flat when the chains mix."))
+                          "Rank plots per chain (histograms with ArviZ 0.2x, ECDF differences with 1.x); "
+                          "flat when the chains mix."))
     if selection is not None:
         add("criteria", f"Model selection: {selection.criterion.upper()} over the grid",
             lambda fig, ax: selection.plot(ax=ax), "Lower is better; the star marks the chosen model.")

@@ -141,20 +141,27 @@ def test_loo_finds_true_k_and_covariance_type(loo_selections):
 def test_loo_is_deviance_scale_of_arviz_elpd(loo_selections):
     import arviz as az
 
+    from bayesgmm import _arviz
+
     by_k, _ = loo_selections
     for (k, ct), post in by_k.posteriors_.items():
         row = by_k.table[by_k.table.n_components == k].iloc[0]
         ref = az.loo(post.idata, var_name="obs")
-        assert row["loo"] == pytest.approx(-2 * ref["elpd_loo"], rel=1e-9)
-        assert row["loo_se"] == pytest.approx(2 * ref["se"], rel=1e-9)
+        # ArviZ 0.2x: a pandas Series; 1.x: an ELPDDataLOO with attributes
+        elpd, se = (ref.elpd, ref.se) if _arviz.ARVIZ_1 else (ref["elpd_loo"], ref["se"])
+        assert row["loo"] == pytest.approx(-2 * elpd, rel=1e-9)
+        assert row["loo_se"] == pytest.approx(2 * se, rel=1e-9)
         # the elpd is a sum of pointwise LOO densities, close to the in-sample log-likelihood
         ll = post.pointwise_log_likelihood().reshape(post.n_draws, -1)
         lppd = np.sum(logsumexp(ll, axis=0) - np.log(ll.shape[0]))
         assert -row["loo"] / 2 <= lppd
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # ArviZ's variance warning for WAIC
-            ref_waic = az.waic(post.idata, var_name="obs")["elpd_waic"]
+        # WAIC = lppd - sum of the pointwise posterior variances (ArviZ 0.2x's az.waic; 1.x has none)
+        ref_waic = lppd - np.sum(np.var(ll, axis=0))
         assert row["waic"] == pytest.approx(-2 * ref_waic, rel=1e-9)
+        if not _arviz.ARVIZ_1:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # ArviZ's variance warning for WAIC
+                assert az.waic(post.idata, var_name="obs")["elpd_waic"] == pytest.approx(ref_waic, rel=1e-9)
 
 
 def test_pareto_k_is_surfaced():
@@ -165,9 +172,16 @@ def test_pareto_k_is_surfaced():
     rng = np.random.default_rng(0)
     ll = rng.normal(-1.0, 0.1, (2, 200, 20))
     ll[..., 0] = -np.exp(rng.normal(0.0, 2.5, (2, 200)))  # one point with heavy-tailed ratios
-    idata = az.from_dict(posterior={"mu": rng.normal(size=(2, 200))}, log_likelihood={"obs": ll})
+    data = {"posterior": {"mu": rng.normal(size=(2, 200))}, "log_likelihood": {"obs": ll}}
+    # ArviZ 0.2x: from_dict(posterior=..., log_likelihood=...); 1.x: from_dict({group: ...})
+    idata = az.from_dict(data) if _arviz.ARVIZ_1 else az.from_dict(**data)
     res = _arviz.information_criterion(idata, "loo")
-    assert res["n_bad_k"] >= 1 and res["pareto_k"][0] > res["good_k"]
+    assert res["n_bad_k"] >= 1
+    if _arviz.ARVIZ_1:  # PSIS fails for the point: ArviZ 1.x cannot estimate its k (NaN)
+        assert np.isnan(res["pareto_k"][0])
+    else:  # ArviZ 0.2x estimates a huge k
+        assert res["pareto_k"][0] > res["good_k"]
+    assert np.all(res["pareto_k"][1:] < res["good_k"])  # the well-behaved points
     assert res["warning"] and any("Pareto" in m for m in res["messages"])
     assert res["deviance"] == pytest.approx(-2 * res["elpd"])
 

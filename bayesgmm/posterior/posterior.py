@@ -5,8 +5,9 @@ A ``Posterior`` wraps the result of a NUTS or VI run (any object with the fields
 diagnoses the run *before and after* relabelling (so that an R-hat of 2 caused only by label
 switching is recognised as such), and answers the predictive questions of scikit-learn's
 ``GaussianMixture`` under the posterior: ``predict_proba``, ``score_samples``, ``sample``. Its
-:attr:`Posterior.idata` is an ArviZ ``InferenceData`` with named dims (built lazily by
-:mod:`bayesgmm._arviz`).
+:attr:`Posterior.idata` is the ArviZ data of the installed ArviZ with named dims: an
+``arviz.InferenceData`` under ArviZ 0.2x, an ``xarray.DataTree`` under ArviZ >= 1 (built lazily
+by :mod:`bayesgmm._arviz`, the one module that talks to ArviZ).
 """
 
 from __future__ import annotations
@@ -283,7 +284,11 @@ class Posterior:
 
     @functools.cached_property
     def idata(self):
-        """:class:`arviz.InferenceData` of the relabelled draws (groups: see :mod:`bayesgmm._arviz`)."""
+        """ArviZ data of the relabelled draws (groups: see :mod:`bayesgmm._arviz`).
+
+        An ``arviz.InferenceData`` under ArviZ 0.2x, an ``xarray.DataTree`` (one child per
+        group: ``idata.posterior``, ``idata["log_likelihood"]``, ...) under ArviZ >= 1.
+        """
         return _arviz.to_inference_data(
             self.draws,
             raw_draws=self.raw_draws,
@@ -304,16 +309,32 @@ class Posterior:
         var_names : sequence of str, default=("weights", "means", "covariances")
             Also ``"scales"``, ``"corr_chol"``; None for all.
         **kwargs
-            Passed to :func:`arviz.summary` (``hdi_prob``, ``kind``, ``round_to``, ...).
+            ``hdi_prob`` (the interval's probability, on every ArviZ version) and the keywords
+            of ``arviz.summary`` (0.2x) or ``arviz_stats.summary`` (1.x): ``kind``,
+            ``round_to``, ``coords``, ...
+
+        Returns
+        -------
+        pandas.DataFrame
+            See :func:`bayesgmm._arviz.summary` for the columns of each ArviZ version.
         """
         return _arviz.summary(self.idata, var_names=var_names, **kwargs)
 
     def loo(self, **kwargs):
-        """PSIS-LOO (:func:`arviz.loo`) from the pointwise log-likelihood."""
+        """PSIS-LOO (``arviz.loo``) from the pointwise log-likelihood, as ArviZ returns it.
+
+        An ``ELPDData`` pandas Series (``elpd_loo``, ``se``, ``p_loo``, ``pareto_k``, ...) under
+        ArviZ 0.2x; an ``arviz_stats.ELPDDataLOO`` (``elpd``, ``se``, ``p``, ``pareto_k``, ...)
+        under ArviZ >= 1. Keyword arguments go to ArviZ (e.g. ``pointwise=True``).
+        """
         return _arviz.loo(self.idata, **kwargs)
 
     def waic(self, **kwargs):
-        """WAIC (:func:`arviz.waic`) from the pointwise log-likelihood."""
+        """WAIC from the pointwise log-likelihood.
+
+        ``arviz.waic`` under ArviZ 0.2x; ArviZ >= 1 has no WAIC, and the same quantity is
+        computed by :func:`bayesgmm._arviz.waic` (an ``arviz_stats.ELPDData``).
+        """
         return _arviz.waic(self.idata, **kwargs)
 
     # -- predictive ---------------------------------------------------------------------------------

@@ -78,7 +78,7 @@ def apply_permutations(draws: GMMParams, perms) -> GMMParams:
     draws : GMMParams with batch shape ``B`` (e.g. ``(chain, draw)``)
         Fields ``weights (*B, K)``, ``means (*B, K, D)``, ``scales`` and ``corr_chol`` of the
         covariance type (see :class:`~bayesgmm.core.params.GMMParams`).
-    perms : int array of shape (*B, K)
+    perms : int array of shape ``(*B, K)``
         One permutation per draw.
 
     Returns
@@ -278,7 +278,7 @@ def relabel(
         Maximum number of Stephens iterations (a warning is emitted when they do not settle).
     sample_weight : array-like of shape (n_samples,), optional
         Weights of the observations in Stephens' KL criterion.
-    init_permutations : int array of shape (*B, K), optional
+    init_permutations : int array of shape ``(*B, K)``, optional
         Stephens only: start from these permutations instead of the pivot labelling.
     budget : int, optional
         Floats per kernel call for Stephens' blocked passes (default about 4M).
@@ -287,7 +287,7 @@ def relabel(
     -------
     relabelled : GMMParams
         Same shapes as ``draws``, ``relabelled[..., k] = draws[..., perms[..., k]]``.
-    perms : ndarray of int64, shape (*B, n_components)
+    perms : ndarray of int64, shape ``(*B, n_components)``
 
     Examples
     --------

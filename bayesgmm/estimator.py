@@ -30,7 +30,7 @@ from ._validation import (
 )
 from .core.density import _bucket, default_block_size, map_blocks, weighted_log_prob
 from .core.init import INIT_METHODS
-from .core.programs import component_bucket, compiler_options
+from .core.programs import component_bucket, compiler_options, paused_gc
 from .core.online import online_em_init, online_em_step
 from .core.params import GMMParams
 from .core.sharding import (
@@ -793,7 +793,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         k_pad = component_bucket(k, n_pad, d, self.covariance_type)
         params = _device(self._std_params(k_pad), dtype)
         z = jax.device_put(standardize_rows(X, self._shift, self._scale, dtype, n_pad))
-        return pick(np.asarray(in_blocks(params, z, min(block, n_pad))), n).astype(np.float64)
+        with paused_gc():  # (the first call compiles)
+            out = in_blocks(params, z, min(block, n_pad))
+        return pick(np.asarray(out), n).astype(np.float64)
 
     def _check_X(self, X):
         check_is_fitted(self)

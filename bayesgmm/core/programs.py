@@ -20,7 +20,9 @@ iterations and the EM restarted after a collapsed component was pruned; it compi
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 from typing import Any, NamedTuple
 
 import jax
@@ -34,6 +36,7 @@ from .init import init_params
 from .params import GMMParams
 
 __all__ = [
+    "paused_gc",
     "component_bucket",
     "compile_profile",
     "em_start",
@@ -55,6 +58,23 @@ _CPU_OPTIONS = {
     "cheap": {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0},
     "fast": {"xla_cpu_use_fusion_emitters": False},
 }
+
+
+@contextlib.contextmanager
+def paused_gc():
+    """Python's cyclic garbage collector off for the block (restored after, also on error).
+
+    Tracing and lowering a program allocate hundreds of thousands of small objects, and every
+    full collection then walks all of the process's objects (JAX's, numpy's, scikit-learn's):
+    about 0.2 s of a first fit's 2 s. The garbage of the block is collected after it.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def estep_work(n_rows: int, n_components: int, n_features: int, covariance_type: str) -> int:
@@ -103,7 +123,7 @@ class StartValues(NamedTuple):
 def em_start(
     key, first, xb, wb, prior, reg_covar, tol, max_iter, n_active, start: StartValues, *,
     n_restarts: int, n_components: int, covariance_type: str, method: str,
-    estep=estep_stats, block_sum=None,
+    estep=estep_stats, block_sum=None, batching: str = "vmap",
 ) -> EMRun:
     """Initialise ``n_restarts`` restarts and run their first EM segment (one program).
 
@@ -122,6 +142,10 @@ def em_start(
         are padding
     start : StartValues
     n_restarts, n_components, covariance_type, method : static structure
+    batching : {"vmap", "map"}
+        How the restarts share the program: vmapped (in lock-step; it pays when the E-step has
+        real work) or one after another with ``lax.map`` (small data: the program is traced and
+        compiled unbatched, several times faster to build).
 
     Returns
     -------
@@ -140,21 +164,25 @@ def em_start(
         p = p.replace(**{f: jnp.asarray(v, p.means.dtype) for f, v in start._asdict().items() if v is not None})
         return em_continue(em_init(p), xb, wb, prior, reg_covar, tol, max_iter, mask, estep)
 
-    return _batched(one, keys)
+    return _batched(one, keys, batching)
 
 
-def _batched(fn, xs):
-    """``vmap(fn)(xs)``; a batch of one is traced without vmap (half the tracing time)."""
+def _batched(fn, xs, batching: str):
+    """``fn`` over the leading axis of ``xs``: ``vmap``, or ``lax.map`` for ``batching="map"``; a
+    batch of one is traced without either (batching a program's loops doubles its tracing)."""
     first = jax.tree_util.tree_leaves(xs)[0]
     if first.shape[0] == 1:
         return jax.tree_util.tree_map(lambda a: a[None], fn(jax.tree_util.tree_map(lambda a: a[0], xs)))
+    if batching == "map":
+        return jax.lax.map(fn, xs)
     return jax.vmap(fn)(xs)
 
 
-def _continue_batched(state, xb, wb, prior, reg_covar, tol, max_iter, n_active, *, estep=estep_stats):
+def _continue_batched(state, xb, wb, prior, reg_covar, tol, max_iter, n_active, *, estep=estep_stats,
+                      batching: str = "vmap"):
     _em.TRACE_COUNTS["em_continue"] += 1
     mask = jnp.arange(state.params.n_components) < n_active
-    return _batched(lambda s: em_continue(s, xb, wb, prior, reg_covar, tol, max_iter, mask, estep), state)
+    return _batched(lambda s: em_continue(s, xb, wb, prior, reg_covar, tol, max_iter, mask, estep), state, batching)
 
 
 @functools.lru_cache(maxsize=None)
@@ -163,11 +191,16 @@ def _programs(options_key):
     options = dict(options_key) if options_key else None
     start = jax.jit(
         em_start,
-        static_argnames=("n_restarts", "n_components", "covariance_type", "method", "estep", "block_sum"),
+        static_argnames=("n_restarts", "n_components", "covariance_type", "method", "estep", "block_sum", "batching"),
         compiler_options=options,
     )
-    cont = jax.jit(_continue_batched, static_argnames=("estep",), compiler_options=options)
+    cont = jax.jit(_continue_batched, static_argnames=("estep", "batching"), compiler_options=options)
     return start, cont
+
+
+def _batching(profile: str) -> str:
+    """Restarts of small problems run in turn inside the program (see :func:`em_start`)."""
+    return "map" if profile == "cheap" else "vmap"
 
 
 def programs(profile: str):
@@ -232,9 +265,10 @@ def fit_em(
 ):
     """Initialise and run ``n_init`` EM restarts to convergence (host loop over the programs).
 
-    The restarts run vmapped together or one after another, as
-    :func:`bayesgmm.core.em.restarts_one_at_a_time` decides; each stops at its own convergence
-    either way.
+    The restarts run vmapped together, one after another through the one-restart program (as
+    :func:`bayesgmm.core.em.restarts_one_at_a_time` decides), or -- small data, the ``"cheap"``
+    profile -- one after another inside one program (``lax.map``); each stops at its own
+    convergence either way.
 
     Returns
     -------
@@ -256,14 +290,16 @@ def fit_em(
     batches = (
         [(i, 1) for i in range(n_init)] if restarts_one_at_a_time(n_init, xb.shape[0]) else [(0, n_init)]
     )
-    cont_kw = {} if estep is None else {"estep": estep}
+    static["batching"] = _batching(profile)
+    cont_kw = {"batching": static["batching"]} if estep is None else {"estep": estep, "batching": static["batching"]}
     cont_f = functools.partial(cont, **cont_kw)
     parts = []
-    for first, r in batches:
-        run = start_prog(key, np.int32(first), xb, wb, prior, reg_covar, tol, max_iter_a, n_act, start,
-                         n_restarts=r, **static)
-        run, histories = _finish(run, cont_f, (xb, wb, prior, reg_covar, tol, max_iter_a, n_act), int(max_iter))
-        parts.append((_host(run.state.params), _info(run, histories)))
+    with paused_gc():
+        for first, r in batches:
+            run = start_prog(key, np.int32(first), xb, wb, prior, reg_covar, tol, max_iter_a, n_act, start,
+                             n_restarts=r, **static)
+            run, histories = _finish(run, cont_f, (xb, wb, prior, reg_covar, tol, max_iter_a, n_act), int(max_iter))
+            parts.append((_host(run.state.params), _info(run, histories)))
     return _stack(parts)
 
 
@@ -296,7 +332,9 @@ def run_em(params0: GMMParams, xb, wb, prior, reg_covar, tol, max_iter, *, n_act
     state = EMState(params0, np.full(r, -np.inf, dtype), np.zeros(r, np.int32), np.zeros(r, bool))
     n_act = np.int32(params0.n_components if n_active is None else n_active)
     args = (xb, wb, prior, np.asarray(reg_covar, dtype), np.asarray(tol, dtype), np.int32(max_iter), n_act)
-    cont_f = cont if estep is None else functools.partial(cont, estep=estep)
-    run = cont_f(state, *args)
-    run, histories = _finish(run, cont_f, args, int(max_iter))
+    cont_kw = {"batching": _batching(profile)} if estep is None else {"estep": estep, "batching": _batching(profile)}
+    cont_f = functools.partial(cont, **cont_kw)
+    with paused_gc():
+        run = cont_f(state, *args)
+        run, histories = _finish(run, cont_f, args, int(max_iter))
     return _host(run.state.params), _info(run, histories)

@@ -47,7 +47,7 @@ from jax.experimental import io_callback
 from .._compile_cache import enable_compilation_cache
 from ..core.logdensity import log_posterior
 from ..core.params import GMMParams, check_covariance_type
-from ..core.programs import compiler_options
+from ..core.programs import compiler_options, paused_gc
 from ..core.prior import Prior, ResolvedPrior, resolve_prior
 from ..models.gmm import gmm_model, params_from_sample, sample_from_params
 from ._standardize import from_std, log_jacobian, standardisation, to_std
@@ -295,7 +295,8 @@ def _cached_program(cache_key, build):
         _PROGRAM_CACHE.move_to_end(cache_key)
         return _PROGRAM_CACHE[cache_key], True
     enable_compilation_cache()
-    program = build()
+    with paused_gc():  # tracing allocates heavily (see bayesgmm.core.programs.paused_gc)
+        program = build()
     if cache_key is not None:
         _PROGRAM_CACHE[cache_key] = program
         while len(_PROGRAM_CACHE) > _PROGRAM_CACHE_SIZE:

@@ -253,7 +253,8 @@ def _fit_posterior(method: str, estimator, data: Dataset, settings: FitSettings)
     with _recorded(notes):
         try:
             post = estimator.fit_posterior(
-                data.X, method=method, random_state=settings.seed, progress_bar=settings.progress, **options
+                # (no NumPyro bars: their host callbacks keep the sampler out of the on-disk cache)
+                data.X, method=method, random_state=settings.seed, progress_bar=False, **options
             )
         except (ValueError, FloatingPointError) as exc:  # the run failed numerically; says what to change
             raise CLIError(f"{method}: {exc}", status=1) from None

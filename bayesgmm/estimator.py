@@ -621,7 +621,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     @_rollback_on_error
     def fit_posterior(
-        self, X, method="nuts", *, sample_weight=None, random_state=None, progress_bar=True,
+        self, X, method="nuts", *, sample_weight=None, random_state=None, progress_bar=False,
         relabel="pivot", resume=None, **options,
     ):
         """Sample the posterior of the same model (same prior) whose MAP this estimator holds.
@@ -638,7 +638,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             Likelihood weights (an integer weight acts as repeating the row).
         random_state : int, RandomState or None
             Seed of the sampler; defaults to the estimator's ``random_state``.
-        progress_bar : bool, default=True
+        progress_bar : bool, default=False
+            NumPyro's progress bars (one per chain for NUTS). They run through host callbacks,
+            and JAX does not keep programs with callbacks in the persistent compilation cache:
+            with bars the sampler is compiled again in every process (several seconds).
         relabel : {"pivot", "stephens"} or None, default="pivot"
             How draws are aligned to the MAP labelling before summaries and diagnostics.
         resume : Posterior, str or os.PathLike, optional

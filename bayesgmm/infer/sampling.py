@@ -32,7 +32,7 @@ import numpy as np
 import numpyro
 from numpyro import handlers
 from numpyro.distributions import biject_to
-from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer import ELBO, SVI
 from numpyro.infer.autoguide import (
     AutoDelta,
     AutoLowRankMultivariateNormal,
@@ -41,8 +41,7 @@ from numpyro.infer.autoguide import (
 )
 from numpyro.infer.hmc import hmc
 from numpyro.infer.initialization import init_to_value
-from numpyro.infer.util import potential_energy
-from jax.experimental import io_callback
+from numpyro.infer.util import log_density, potential_energy
 
 from .._compile_cache import enable_compilation_cache
 from ..core.logdensity import log_posterior
@@ -91,8 +90,9 @@ class SamplerResult:
     method : {"nuts", "vi"}
     info : dict
         Timings in seconds: ``compile_seconds``, ``warmup_seconds`` (NUTS; 0 for VI),
-        ``sampling_seconds`` (NUTS: the post-warm-up draws; VI: the optimisation),
-        ``postprocess_seconds``, ``total_seconds``. NUTS: ``n_divergent``, ``chain_method``,
+        ``sampling_seconds`` (NUTS: the post-warm-up draws; VI: the optimisation and the draws
+        from the guide), ``postprocess_seconds``, ``total_seconds``. NUTS runs warm-up and
+        sampling in one program: its run time is split between them by their leapfrog steps. NUTS: ``n_divergent``, ``chain_method``,
         ``dense_mass``, ``target_accept``, ``max_tree_depth``, ``init_jitter``, ``cache_hit``
         (the programs were already compiled), ``inverse_mass_matrix`` (standardised
         unconstrained space, per chain). VI: ``elbo`` (ndarray (num_steps,), data units;
@@ -367,32 +367,27 @@ def _nuts_parts(cfg, transforms):
     )
 
 
-def _compile_nuts(cfg, transforms, clock, progress_bar, args):
+def _compile_nuts(cfg, transforms, progress_bar, args):
     """Compile ``execute(init_sites, rng_key, jitter, data, shift, scale)`` for ``args``.
 
-    ``execute`` returns ``(last_state, initial_pe, draws, lp_std, stats)`` with chains on the
-    leading axis: ``draws`` a GMMParams in data units ``(chain, draw, ...)``, ``lp_std`` the log
-    posterior in standardised units and ``stats`` ``(energy, n_steps, accept_prob, diverging,
-    step_size)``, each ``(chain, draw)``.
+    ``execute`` returns ``(last_state, initial_pe, warmup_steps, draws, lp_std, stats)`` with
+    chains on the leading axis: ``warmup_steps`` the leapfrog steps of each chain's warm-up,
+    ``draws`` a GMMParams in data units ``(chain, draw, ...)``, ``lp_std`` the log posterior in
+    standardised units and ``stats`` ``(energy, n_steps, accept_prob, diverging, step_size)``,
+    each ``(chain, draw)``.
 
     One loop runs warm-up and sampling (the NUTS kernel is compiled once) and writes the
-    post-warm-up draws into a buffer of ``num_samples``; an ``io_callback`` appends the host time
-    at which each chain (or the vectorized group of chains) ends warm-up and sampling to
-    ``clock``, which splits the run time (:func:`_split_times`). ``cfg`` holds everything static
-    (model structure, sampler settings); data, prior values, the start and the jitter are traced.
+    post-warm-up draws into a buffer of ``num_samples``. The program has no host callbacks, so
+    the persistent compilation cache can keep it (JAX does not store programs with callbacks);
+    the run time is split between warm-up and sampling by their leapfrog steps
+    (:func:`_split_times`). ``cfg`` holds everything static (model structure, sampler settings);
+    data, prior values, the start and the jitter are traced.
     """
     (k, ct, num_chains, chain_method, num_warmup, num_samples, dense_mass, target_accept,
      max_tree_depth) = cfg
     parts = _nuts_parts(cfg, transforms)
     vectorized, init_b, step, stats_of = parts.vectorized, parts.init_b, parts.step, parts.stats_of
     starts, finish = parts.starts, parts.finish
-
-    def stamp(tag, dep):
-        def record(_):
-            clock.append((tag, time.perf_counter()))
-            return np.zeros((), np.int32)
-
-        return io_callback(record, jax.ShapeDtypeStruct((), jnp.int32), dep)
 
     def run_chain(z0, keys, data):
         state = init_b(z0, keys, data)
@@ -402,57 +397,51 @@ def _compile_nuts(cfg, transforms, clock, progress_bar, args):
         )
 
         def body(i, carry):
-            s, buf = carry
-            if num_warmup > 0:  # mark the end of warm-up; the next step waits for the mark
-                dep = jax.lax.cond(
-                    i == num_warmup, lambda: stamp("warmup", s.potential_energy),
-                    lambda: jnp.zeros((), jnp.int32),
-                )
-                s = s._replace(i=s.i + dep)
+            s, buf, warm = carry
             s = step(s, data)
             j = jnp.maximum(i - num_warmup, 0)
             buf = jax.tree_util.tree_map(
                 lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v, j, 0), buf, stats_of(s)
             )
-            return s, buf
+            warm = warm + jnp.where(i < num_warmup, s.num_steps, 0)
+            return s, buf, warm
 
         total = num_warmup + num_samples
+        carry = (state, buf, jnp.zeros_like(state.num_steps))
         if progress_bar:
             from numpyro.util import progress_bar_factory
 
             bars = 1 if vectorized else num_chains
             pbody = progress_bar_factory(total, bars, max(1, total // 20))(body)
-            (state, buf), _ = jax.lax.fori_loop(0, total, pbody, ((state, buf), -1))
+            (state, buf, warm), _ = jax.lax.fori_loop(0, total, pbody, (carry, -1))
         else:
-            state, buf = jax.lax.fori_loop(0, total, body, (state, buf))
-        dep = stamp("sampling", state.potential_energy)
-        state = state._replace(i=state.i + dep)
+            state, buf, warm = jax.lax.fori_loop(0, total, body, carry)
         if vectorized:  # (draw, chain, ...) -> (chain, draw, ...)
             buf = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), buf)
-        return state, pe0, buf
+        return state, pe0, warm, buf
 
     if chain_method == "parallel":
         prep = jax.jit(starts).lower(*args[:3]).compile(compiler_options=_COMPILE_OPTIONS())
         z0, keys = jax.eval_shape(starts, *args[:3])
         pmapped = jax.pmap(run_chain, in_axes=(0, 0, None))
         sampler = pmapped.lower(z0, keys, args[3]).compile(compiler_options=_COMPILE_OPTIONS())
-        buf = jax.eval_shape(pmapped, z0, keys, args[3])[2]
+        buf = jax.eval_shape(pmapped, z0, keys, args[3])[3]
         post = jax.jit(finish).lower(buf, *args[4:]).compile(compiler_options=_COMPILE_OPTIONS())
 
         def execute(init_sites, rng_key, jitter, data, shift, scale):
-            state, pe0, buf = sampler(*prep(init_sites, rng_key, jitter), data)
+            state, pe0, warm, buf = sampler(*prep(init_sites, rng_key, jitter), data)
             buf = jax.device_put(buf, jax.devices()[0])  # gather the chains for one program
-            return (state, pe0, *post(buf, shift, scale))
+            return (state, pe0, warm, *post(buf, shift, scale))
 
         return execute
 
     def program(init_sites, rng_key, jitter, data, shift, scale):
         z0, keys = starts(init_sites, rng_key, jitter)
         if vectorized:
-            state, pe0, buf = run_chain(z0, keys, data)
+            state, pe0, warm, buf = run_chain(z0, keys, data)
         else:
-            state, pe0, buf = jax.lax.map(lambda a: run_chain(a[0], a[1], data), (z0, keys))
-        return (state, pe0, *finish(buf, shift, scale))
+            state, pe0, warm, buf = jax.lax.map(lambda a: run_chain(a[0], a[1], data), (z0, keys))
+        return (state, pe0, warm, *finish(buf, shift, scale))
 
     return jax.jit(program).lower(*args).compile(compiler_options=_COMPILE_OPTIONS())
 
@@ -507,23 +496,20 @@ def _compile_nuts_extend(cfg, transforms, progress_bar, args):
     return jax.jit(program).lower(*args).compile(compiler_options=_COMPILE_OPTIONS())
 
 
-def _split_times(clock, t_call, t_end, chain_method):
-    """Warm-up and sampling seconds from the marks an NUTS program left in ``clock``."""
-    marks = sorted(clock, key=lambda m: m[1])
-    if chain_method == "parallel":  # chains ran side by side: the slowest one counts
-        warm = [t for tag, t in marks if tag == "warmup"]
-        end_warm = max(warm) if warm else t_call
-        return end_warm - t_call, t_end - end_warm
-    warmup = sampling = 0.0
-    prev = t_call
-    for tag, t in marks:  # chains one after the other: warm-up, sampling, warm-up, ...
-        if tag == "warmup":
-            warmup += t - prev
-        else:
-            sampling += t - prev
-        prev = t
-    sampling += max(0.0, t_end - prev)
-    return warmup, sampling
+def _split_times(seconds, warmup_steps, sampling_steps, chain_method):
+    """Warm-up and sampling seconds: a run's ``seconds`` split by the leapfrog steps of each phase.
+
+    A leapfrog step (one gradient) costs the same in both phases, so the share of steps is the
+    share of time; chains side by side (``"parallel"``) take as long as the slowest.
+    """
+    warm = np.asarray(warmup_steps, np.float64).reshape(-1)
+    samp = np.asarray(sampling_steps, np.float64).reshape(len(warm), -1).sum(axis=1)
+    if chain_method == "parallel":
+        c = int(np.argmax(warm + samp))
+        warm, samp = warm[c : c + 1], samp[c : c + 1]
+    total = float(warm.sum() + samp.sum())
+    share = float(warm.sum()) / total if total > 0 else 0.0
+    return seconds * share, seconds * (1.0 - share)
 
 
 def _avals(tree):
@@ -653,18 +639,16 @@ def run_nuts(
     cache_key = None if progress_bar else (cfg, _avals(args))
     t0 = time.perf_counter()
 
-    def build():
-        clock = []
-        return _compile_nuts(cfg, transforms, clock, progress_bar, args), clock
-
-    (execute, clock), cache_hit = _cached_program(cache_key, build)
+    execute, cache_hit = _cached_program(
+        cache_key, lambda: _compile_nuts(cfg, transforms, progress_bar, args)
+    )
     t_compile = time.perf_counter() - t0
 
-    clock.clear()
     t_call = time.perf_counter()
     out = jax.block_until_ready(execute(*args))
-    t_warm, t_sample = _split_times(clock, t_call, time.perf_counter(), chain_method)
-    last_state, pe0, draws, lp_std, (energy, n_steps, accept, diverging, step_size) = out
+    t_run = time.perf_counter() - t_call
+    last_state, pe0, warm_steps, draws, lp_std, (energy, n_steps, accept, diverging, step_size) = out
+    t_warm, t_sample = _split_times(t_run, warm_steps, n_steps, chain_method)
     if not np.all(np.isfinite(np.asarray(pe0))):
         raise ValueError(
             "The log posterior is not finite at the start of some chain: init must be a valid "
@@ -1014,7 +998,6 @@ def run_svi(
     init_scale = float(np.clip(1.0 / math.sqrt(max(problem.total_weight / problem.k, 1.0)), 1e-3, 0.1))
     data = {"x": problem.z, "prior": problem.zprior, "sample_weight": problem.w}
     site_names = tuple(problem.init_sites)
-    clock = []
 
     def make_svi(init_sites):
         # the start enters the program as an argument, so that another start (another MAP) of the
@@ -1023,14 +1006,7 @@ def run_svi(
         if guide != "delta":
             guide_kw["init_scale"] = init_scale
         guide_obj = GUIDES[guide](model, **guide_kw)
-        return guide_obj, SVI(model, guide_obj, optimizer, Trace_ELBO())
-
-    def stamp(dep):
-        def record(_):
-            clock.append(time.perf_counter())
-            return np.zeros((), np.int32)
-
-        return io_callback(record, jax.ShapeDtypeStruct((), jnp.int32), dep)
+        return guide_obj, SVI(model, guide_obj, optimizer, _OrderedTraceELBO())
 
     def program(rng_key, init_sites, data, shift, scale):
         # one program: guide set-up, optimisation, draws and their log posterior (the guide's
@@ -1059,9 +1035,8 @@ def run_svi(
         else:
             state, losses = jax.lax.scan(body, state, jnp.arange(num_steps))
         params = svi.get_params(state)
-        dep = stamp(losses[-1])
         sites = guide_obj.sample_posterior(
-            jax.random.fold_in(key_draw, dep), params, sample_shape=(num_samples,), **data
+            jax.random.fold_in(key_draw, 0), params, sample_shape=(num_samples,), **data
         )
         sites = {name: sites[name][None] for name in site_names}
         draws_z = params_from_sample(sites, covariance_type)
@@ -1081,16 +1056,14 @@ def run_svi(
     t0 = time.perf_counter()
 
     def build():
-        return jax.jit(program).lower(*args).compile(compiler_options=_SVI_COMPILE_OPTIONS()), clock
+        # (no host callbacks in the program, so that the persistent compilation cache keeps it)
+        return jax.jit(program).lower(*args).compile(compiler_options=_SVI_COMPILE_OPTIONS())
 
-    (compiled, clock), cache_hit = _cached_program(cache_key, build)
-    clock.clear()
+    compiled, cache_hit = _cached_program(cache_key, build)
     t_compile = time.perf_counter() - t0
     t_call = time.perf_counter()
     params, losses, draws, lp_z = jax.block_until_ready(compiled(*args))
-    t_end = time.perf_counter()
-    t_fit = (clock[0] if clock else t_end) - t_call
-    t_draw = t_end - t_call - t_fit
+    t_fit = time.perf_counter() - t_call  # the optimisation and the draws (one program)
 
     t0 = time.perf_counter()
     if not all(np.all(np.isfinite(np.asarray(v))) for v in jax.tree_util.tree_leaves(params)):
@@ -1105,7 +1078,7 @@ def run_svi(
     # ELBO in data units: the evidence changes by the data Jacobian only; AutoDelta's objective
     # is the log joint, which changes by the prior's Jacobian as well.
     elbo_offset = log_jacobian(draws[0, 0], problem.scale, problem.total_weight, guide == "delta")
-    t_post = time.perf_counter() - t0 + t_draw
+    t_post = time.perf_counter() - t0
     info = {
         "compile_seconds": t_compile,
         "warmup_seconds": 0.0,
@@ -1152,6 +1125,23 @@ def _with_replacement(model, n, m):
             return model(*args, **kwargs)
 
     return wrapped
+
+
+class _OrderedTraceELBO(ELBO):
+    """Single-particle ``Trace_ELBO``: ``log p(x, z) - log q(z)`` at one draw ``z ~ q``.
+
+    The same objective as NumPyro's ``Trace_ELBO``, but its terms are summed in the traces'
+    order: NumPyro's iterates a ``set`` of site names, whose order changes with Python's hash
+    seed, so every process traced a different program (the persistent compilation cache never
+    matched it) and summed the ELBO in a different order.
+    """
+
+    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
+        model_seed, guide_seed = jax.random.split(rng_key)
+        guide_lp, guide_trace = log_density(handlers.seed(guide, guide_seed), args, kwargs, param_map)
+        replayed = handlers.replay(handlers.seed(model, model_seed), guide_trace)
+        model_lp, _ = log_density(replayed, args, kwargs, param_map)
+        return {"loss": -(model_lp - guide_lp), "mutable_state": None}
 
 
 class _GlobalLatents(numpyro.primitives.Messenger):

@@ -30,7 +30,7 @@ from ._validation import (
 )
 from .core.density import _bucket, default_block_size, map_blocks, weighted_log_prob
 from .core.init import INIT_METHODS
-from .core.programs import component_bucket, compiler_options, paused_gc
+from .core.programs import component_bucket, compiler_options, first_call, paused_gc
 from .core.online import online_em_init, online_em_step
 from .core.params import GMMParams
 from .core.sharding import (
@@ -617,7 +617,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "num_warmup", "num_samples", "num_chains", "chain_method", "dense_mass", "target_accept",
         "max_tree_depth", "init_jitter",
     )
-    _VI_OPTIONS = ("guide", "num_steps", "learning_rate", "optimizer", "batch_size", "num_samples")
+    _VI_OPTIONS = ("guide", "num_steps", "learning_rate", "optimizer", "batch_size", "num_samples", "log_density")
 
     @_rollback_on_error
     def fit_posterior(
@@ -658,7 +658,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             ``max_tree_depth=10``, ``init_jitter=0.05``.
             VI: ``guide="normal"`` (or "multivariate_normal", "low_rank", "delta"),
             ``num_steps=2000``, ``learning_rate=0.01``, ``optimizer=None``,
-            ``batch_size=None`` (minibatches), ``num_samples=1000``.
+            ``batch_size=None`` (minibatches), ``num_samples=1000``, ``log_density=None`` (the
+            draws' log posteriors, computed by default only when cheap; see
+            :func:`bayesgmm.infer.sampling.run_svi`).
 
         Returns
         -------
@@ -796,7 +798,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         k_pad = component_bucket(k, n_pad, d, self.covariance_type)
         params = _device(self._std_params(k_pad), dtype)
         z = jax.device_put(standardize_rows(X, self._shift, self._scale, dtype, n_pad))
-        with paused_gc():  # (the first call compiles)
+        with paused_gc(first_call("score", (params, z), (min(block, n_pad),))):
             out = in_blocks(params, z, min(block, n_pad))
         return pick(np.asarray(out), n).astype(np.float64)
 

@@ -61,20 +61,36 @@ _CPU_OPTIONS = {
 
 
 @contextlib.contextmanager
-def paused_gc():
+def paused_gc(when: bool = True):
     """Python's cyclic garbage collector off for the block (restored after, also on error).
 
     Tracing and lowering a program allocate hundreds of thousands of small objects, and every
     full collection then walks all of the process's objects (JAX's, numpy's, scikit-learn's):
-    about 0.2 s of a first fit's 2 s. The garbage of the block is collected after it.
+    about 0.2 s of a first fit's 2 s. Use it around calls that build a program (``when``, see
+    :func:`first_call`), not around every run: the block's cyclic garbage waits for its end.
     """
     was_enabled = gc.isenabled()
-    gc.disable()
+    if when:
+        gc.disable()
     try:
         yield
     finally:
-        if was_enabled:
+        if when and was_enabled:
             gc.enable()
+
+
+_SEEN_CALLS: set = set()
+
+
+def first_call(name: str, args, static=()) -> bool:
+    """Whether this process has not yet called program ``name`` with arguments of these shapes,
+    dtypes and static values (the call will then trace and compile, or load, the program)."""
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    key = (name, treedef, tuple((np.shape(a), str(getattr(a, "dtype", type(a)))) for a in leaves), tuple(static))
+    if key in _SEEN_CALLS:
+        return False
+    _SEEN_CALLS.add(key)
+    return True
 
 
 def estep_work(n_rows: int, n_components: int, n_features: int, covariance_type: str) -> int:
@@ -294,7 +310,8 @@ def fit_em(
     cont_kw = {"batching": static["batching"]} if estep is None else {"estep": estep, "batching": static["batching"]}
     cont_f = functools.partial(cont, **cont_kw)
     parts = []
-    with paused_gc():
+    call_args = (key, xb, wb, prior, reg_covar, tol, start)
+    with paused_gc(first_call("em_start", call_args, sorted(static.items()) + [("r", batches[0][1])])):
         for first, r in batches:
             run = start_prog(key, np.int32(first), xb, wb, prior, reg_covar, tol, max_iter_a, n_act, start,
                              n_restarts=r, **static)
@@ -334,7 +351,7 @@ def run_em(params0: GMMParams, xb, wb, prior, reg_covar, tol, max_iter, *, n_act
     args = (xb, wb, prior, np.asarray(reg_covar, dtype), np.asarray(tol, dtype), np.int32(max_iter), n_act)
     cont_kw = {"batching": _batching(profile)} if estep is None else {"estep": estep, "batching": _batching(profile)}
     cont_f = functools.partial(cont, **cont_kw)
-    with paused_gc():
+    with paused_gc(first_call("em_continue", (state,) + args, sorted(cont_kw.items()))):
         run = cont_f(state, *args)
         run, histories = _finish(run, cont_f, args, int(max_iter))
     return _host(run.state.params), _info(run, histories)

@@ -310,6 +310,23 @@ def test_vi_delta_recovers_map(problem, nuts_summary):
     assert np.all(r.draws.means == r.draws.means[:, :1])  # a point mass
 
 
+def test_vi_draw_log_densities_only_when_cheap_or_asked():
+    """The draws' log posteriors (one full pass each) are skipped for minibatch fits unless
+    asked for; when computed they are the core log posterior of each draw."""
+    x, _ = _small_data(5)
+    fit = fit_map(jax.random.PRNGKey(0), x, n_components=2, covariance_type="diag", prior=SMALL_PRIOR)
+    kw = dict(n_components=2, covariance_type="diag", prior=SMALL_PRIOR, init=fit.params, num_steps=50,
+              num_samples=4)
+    mini = run_svi(jax.random.PRNGKey(1), x, batch_size=20, **kw)
+    assert "lp" not in mini.sample_stats
+    asked = run_svi(jax.random.PRNGKey(1), x, batch_size=20, log_density=True, **kw)
+    np.testing.assert_array_equal(asked.draws.means, mini.draws.means)  # the same fit and draws
+    lp = [float(log_posterior(asked.draws[0, s], x, SMALL_PRIOR)) for s in range(4)]
+    np.testing.assert_allclose(asked.sample_stats["lp"][0], lp, rtol=1e-5)
+    full = run_svi(jax.random.PRNGKey(1), x, **kw)  # full batch, 4 x 60 rows: cheap, computed
+    assert full.sample_stats["lp"].shape == (1, 4)
+
+
 def test_vi_program_is_reused_for_new_starts_and_data():
     """Another start and new data of the same shapes reuse the compiled SVI program, which uses
     the new start: the cached run equals, bit for bit, one compiled afresh for that start."""

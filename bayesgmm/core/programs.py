@@ -120,10 +120,40 @@ def compile_profile(n_rows: int, n_components: int, n_features: int, covariance_
 
 
 def compiler_options(profile: str) -> dict | None:
-    """XLA compile options of a profile on the default backend (None: XLA's defaults)."""
+    """XLA compile options of a profile on the default backend (None: XLA's defaults).
+
+    Only the options this jaxlib's XLA accepts are returned: their names change between releases
+    (jaxlib 0.12 dropped ``xla_cpu_use_fusion_emitters``), and an unknown one fails the compile.
+    """
     if jax.default_backend() != "cpu":
         return None
-    return dict(_CPU_OPTIONS[profile])
+    return _accepted_options(_CPU_OPTIONS[profile])
+
+
+#: option name -> whether this process's XLA accepts it (probed once, see _accepted_options).
+_ACCEPTED: dict[str, bool] = {}
+
+
+def _accepted_options(options: dict) -> dict:
+    """The entries of ``options`` that XLA accepts, probed by compiling a one-operation program
+    (a few milliseconds, once per process and option; all at once when all are accepted)."""
+    unknown = [name for name in options if name not in _ACCEPTED]
+    if unknown and not _compiles({name: options[name] for name in unknown}):
+        for name in unknown:
+            _ACCEPTED[name] = _compiles({name: options[name]})
+    else:
+        _ACCEPTED.update(dict.fromkeys(unknown, True))
+    return {name: value for name, value in options.items() if _ACCEPTED[name]}
+
+
+def _compiles(options: dict) -> bool:
+    try:
+        jax.jit(lambda x: x + 1).lower(np.zeros(1, np.float32)).compile(compiler_options=options)
+    except Exception as err:  # XLA raises a runtime error naming the option: "No such compile option"
+        if "compile option" not in str(err):
+            raise
+        return False
+    return True
 
 
 class StartValues(NamedTuple):

@@ -1091,7 +1091,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--chains", type=_positive_int, default=DEFAULT_CHAINS, metavar="N",
-        help=f"NUTS chains, run together (default: {DEFAULT_CHAINS})",
+        help=f"NUTS chains (in turn on a CPU, together on an accelerator) (default: {DEFAULT_CHAINS})",
     )
     fit.add_argument(
         "--warmup", type=_positive_int, default=DEFAULT_WARMUP, metavar="N",
@@ -1111,7 +1111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--n-init", type=_positive_int, default=DEFAULT_N_INIT, metavar="N",
-        help=f"number of EM starts, run together; the best is kept (default: {DEFAULT_N_INIT})",
+        help=f"number of EM starts; the best is kept (default: {DEFAULT_N_INIT})",
     )
     fit.add_argument(
         "--out", default=DEFAULT_OUT, metavar="DIR",

@@ -171,7 +171,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     max_iter : int, default=100
         Maximum number of EM iterations per start.
     n_init : int, default=1
-        Number of starts, run together (vectorised); the best objective is kept.
+        Number of starts; the best objective is kept. They run in one compiled program:
+        vectorised, or in turn on a CPU when the data are small or span several blocks.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
         How starts are drawn (responsibilities from k-means, k-means++ seeds, random
         responsibilities, or random data points).

@@ -26,6 +26,8 @@ ROOT = os.path.dirname(HERE)
 
 #: name -> (title, quick arguments, full arguments)
 BENCHMARKS = {
+    "startup": ("Fresh-process speed: import, first fit, BIC grid and the main job vs scikit-learn "
+                "(empty and warm compilation cache)", ["--quick"], []),
     "em_speed": ("EM per iteration: bayesgmm vs scikit-learn vs gmmx",
                  ["--quick", "--dtypes", "float32", "--repeat", "2"], []),
     "em_scaling": ("EM scaling in N, K and D (vs scikit-learn); compile time; recompiles",
@@ -162,8 +164,8 @@ def main(argv=None):
         records[key] = run_one(name, quick if args.quick else full, args.timeout)
         records[key]["mode"] = mode
         records[key]["started"] = t_start
-        print(records[name]["stdout"], flush=True)
-        print(f"[bench] {name}: exit {records[name]['rc']} in {records[name]['seconds']:.0f} s",
+        print(records[key]["stdout"], flush=True)
+        print(f"[bench] {name}: exit {records[key]['rc']} in {records[key]['seconds']:.0f} s",
               file=sys.stderr, flush=True)
     if not (args.only or args.rewrite):
         machine["load_end"] = _loadavg()

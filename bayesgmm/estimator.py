@@ -175,7 +175,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         vectorised, or in turn on a CPU when the data are small or span several blocks.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
         How starts are drawn (responsibilities from k-means, k-means++ seeds, random
-        responsibilities, or random data points).
+        responsibilities, or random data points). The k-means and k-means++ starts alternate
+        between the data's own scale (starts 0, 2, ...: scikit-learn's start) and standardised
+        features (starts 1, 3, ...), so that restarts explore different partitions.
     weights_init : array-like of shape (n_components,), optional
     means_init : array-like of shape (n_components, n_features), optional
     precisions_init : array-like, optional

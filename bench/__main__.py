@@ -38,6 +38,8 @@ BENCHMARKS = {
     "memory": ("Peak memory of a large fit (goal: N=2M, D=32, K=64, float32, under 2 GB)",
                ["--n", "500000"], []),
     "vi_large": ("Minibatch VI at N=10M on a CPU", ["--quick"], []),
+    "starts": ("EM starts: how often the default start reaches the best-known optimum, vs scikit-learn",
+               ["--quick"], ["--data-dir", os.path.join(ROOT, "..", "shared", "data")]),
     "seeds": ("Seed 003's scikit-learn workflow, fresh processes: scikit-learn vs bayesgmm per stage",
               ["--ci"], []),
 }

@@ -359,3 +359,44 @@ def test_greedy_kmeans_plus_plus_lowers_the_seeding_potential():
 
     greedy, single = potential(seeds(keys, None)), potential(seeds(keys, 1))
     assert float(jnp.mean(greedy)) < 0.85 * float(jnp.mean(single))
+
+
+@pytest.mark.filterwarnings("ignore:EM did not converge")
+def test_kmeans_starts_alternate_between_the_data_scale_and_standardised_features():
+    """Restarts 0, 2, ... cluster the data on their own scale (scikit-learn's start), restarts 1,
+    3, ... the standardised features.
+
+    The data: feature 0 has a large raw spread and no clusters, feature 1 a small spread and two
+    clear clusters. On the raw scale k-means splits feature 0 (scikit-learn's KMeans agrees); after
+    standardising, it splits feature 1. So restarts 0 and 1 must start EM from different
+    partitions, and the better of the two -- the two clusters -- must win with n_init=2.
+    """
+    from sklearn.cluster import KMeans
+
+    from bayesgmm.core.init import kmeans
+
+    rng = np.random.default_rng(0)
+    n = 400
+    truth = rng.integers(0, 2, n)
+    x = np.column_stack([rng.uniform(-100, 100, n), np.where(truth == 1, 1.0, -1.0) + 0.1 * rng.normal(size=n)])
+    z = (x - x.mean(0)) / x.std(0)
+    scale = x.std(0) / x.std(0).max()
+    xb, wb = jnp.asarray(z[None], jnp.float32), jnp.ones((1, n), jnp.float32)
+
+    def labels(c, s):
+        return np.argmin((((z[:, None] - np.asarray(c)[None]) * s) ** 2).sum(-1), axis=1)
+
+    def agree(a, b):  # partitions equal up to the labels' names
+        return max(np.mean(a == b), np.mean(a != b))
+
+    key = jax.random.key(0)
+    raw = labels(kmeans(key, xb, wb, 2, scale=jnp.asarray(scale, jnp.float32)), scale)
+    std = labels(kmeans(key, xb, wb, 2), 1.0)
+    sk = KMeans(2, n_init=1, random_state=0).fit(x).labels_
+    assert agree(raw, sk) > 0.97  # the data-scale view is scikit-learn's
+    assert agree(std, truth) == 1.0 and agree(raw, truth) < 0.7
+    # through the estimator: restart 0 is the data-scale start, restart 1 the standardised one
+    one = GaussianMixture(2, prior=None, n_init=1, random_state=0, max_iter=2).fit(x)
+    two = GaussianMixture(2, prior=None, n_init=2, random_state=0, max_iter=500).fit(x)
+    assert agree(one.predict(x), truth) < 0.7
+    assert agree(two.predict(x), truth) == 1.0

@@ -72,7 +72,7 @@ def _runner():
 
 #: Notebooks whose committed outputs come from a fast-mode run (``python -m notebooks.run --fast``)
 #: until a full run is committed; every other notebook's outputs must come from a full run.
-PENDING_FULL_RUN = {"03_sklearn_workflows.ipynb"}  # full mode: see the README, "Notebooks"
+PENDING_FULL_RUN: set[str] = set()
 
 
 def test_every_notebook_is_tested_and_committed_with_outputs_of_its_current_sources():

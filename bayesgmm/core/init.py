@@ -22,8 +22,11 @@ INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 _KMEANS_MAX_ITER = 100
 
 
-def _sq_dist(x, c):
-    """Squared distances (n, K) between rows of x (n, D) and centres c (K, D)."""
+def _sq_dist(x, c, scale=None):
+    """Squared distances (n, K) between rows of x (n, D) and centres c (K, D); with ``scale``
+    (D,), those between ``x * scale`` and ``c * scale``."""
+    if scale is not None:
+        x, c = x * scale, c * scale
     return jnp.maximum(
         jnp.sum(x * x, axis=-1)[:, None] - 2 * x @ c.T + jnp.sum(c * c, axis=-1)[None], 0.0
     )
@@ -70,7 +73,8 @@ def _draw_rows(key, p, m: int):
     return jnp.minimum(jnp.searchsorted(cdf, u, side="right"), cdf.shape[0] - 1)
 
 
-def kmeans_plus_plus_blocks(key, xb, wb, n_components: int, n_local_trials: int | None = None, n_active=None):
+def kmeans_plus_plus_blocks(key, xb, wb, n_components: int, n_local_trials: int | None = None, n_active=None,
+                            scale=None):
     """:func:`kmeans_plus_plus` on data blocks ``xb`` (n_blocks, block, D), ``wb`` (n_blocks, block).
 
     The candidates' potentials and the distance updates are passes over the blocks, so that the
@@ -79,6 +83,8 @@ def kmeans_plus_plus_blocks(key, xb, wb, n_components: int, n_local_trials: int 
     ``n_active`` (traced, default ``n_components``): seed only the first ``n_active`` centres
     (the rest stay 0: padding of a program compiled for ``n_components``), with the trials of
     ``n_active``; the seeds are those of ``n_components = n_active``, draw for draw.
+    ``scale`` (D,), optional: the distances are those of the data multiplied by it (see
+    :func:`init_params`).
     """
     k = n_components
     if n_local_trials is not None or n_active is None:
@@ -98,17 +104,17 @@ def kmeans_plus_plus_blocks(key, xb, wb, n_components: int, n_local_trials: int 
 
     i0 = _draw_rows(keys[0], wb, 1)[0]
     centres = jnp.zeros((n_components, d), xb.dtype).at[0].set(rows(i0))
-    d2 = jnp.sum((xb - rows(i0)) ** 2, axis=-1)  # (n_blocks, block)
+    d2 = jnp.sum(((xb - rows(i0)) if scale is None else (xb - rows(i0)) * scale) ** 2, axis=-1)  # (n_blocks, block)
 
     def potentials(d2, cand):  # sum_n w min(d2, |x - cand_t|^2) for each candidate t: (trials,)
         def blk(acc, inp):
             x, w_, d2_ = inp
-            return acc + jnp.sum(w_[:, None] * jnp.minimum(d2_[:, None], _sq_dist(x, cand)), axis=0), None
+            return acc + jnp.sum(w_[:, None] * jnp.minimum(d2_[:, None], _sq_dist(x, cand, scale)), axis=0), None
 
         return jax.lax.scan(blk, jnp.zeros((cand.shape[0],), xb.dtype), (xb, wb, d2))[0]
 
     def updated(d2, c):  # min(d2, |x - c|^2), block by block
-        return jax.lax.map(lambda inp: jnp.minimum(inp[1], _sq_dist(inp[0], c[None])[:, 0]), (xb, d2))
+        return jax.lax.map(lambda inp: jnp.minimum(inp[1], _sq_dist(inp[0], c[None], scale)[:, 0]), (xb, d2))
 
     def body(i, carry):
         centres, d2 = carry
@@ -125,15 +131,16 @@ def kmeans_plus_plus_blocks(key, xb, wb, n_components: int, n_local_trials: int 
 
 
 def kmeans(key, xb, wb, n_components: int, max_iter: int = _KMEANS_MAX_ITER, tol=1e-4, block_sum=None,
-           n_active=None):
+           n_active=None, scale=None):
     """Weighted Lloyd iterations from k-means++ seeds, in blocks. Returns centres (K, D).
 
     ``block_sum`` is the reduction over blocks (default: a ``lax.scan``; for blocks sharded over
     devices, :func:`bayesgmm.core.sharding.sharded_block_sum`). ``n_active``: only the first
-    ``n_active`` centres are used (see :func:`kmeans_plus_plus_blocks`).
+    ``n_active`` centres are used (see :func:`kmeans_plus_plus_blocks`). ``scale`` (D,): cluster
+    ``x * scale`` (the centres returned are in the units of ``x``; a centre is a mean either way).
     """
     d = xb.shape[-1]
-    centres = kmeans_plus_plus_blocks(key, xb, wb, n_components, n_active=n_active)
+    centres = kmeans_plus_plus_blocks(key, xb, wb, n_components, n_active=n_active, scale=scale)
     block_sum = block_sum or local_block_sum
     if n_active is None:
         far = 0.0
@@ -142,7 +149,7 @@ def kmeans(key, xb, wb, n_components: int, max_iter: int = _KMEANS_MAX_ITER, tol
 
     def lloyd(c):
         def blk(x, w):
-            lab = jnp.argmin(_sq_dist(x, c) + far, axis=-1)
+            lab = jnp.argmin(_sq_dist(x, c, scale) + far, axis=-1)
             oh = jax.nn.one_hot(lab, n_components, dtype=x.dtype) * w[:, None]
             return oh.sum(0), oh.T @ x
 
@@ -179,7 +186,7 @@ def _unit_params(centres, n_components, covariance_type, dtype, mask):
 
 def init_params(
     key, xb, wb, n_components: int, covariance_type: str, method: str, prior, reg_covar,
-    estep=estep_stats, block_sum=None, n_active=None,
+    estep=estep_stats, block_sum=None, n_active=None, scale=None,
 ):
     """Starting parameters for one EM run.
 
@@ -198,6 +205,9 @@ def init_params(
         Start only the first ``n_active`` components (default all); the others are padding of
         weight 0 (see :func:`bayesgmm.core.em.m_step`). The start is the one ``n_components =
         n_active`` gives, up to rounding.
+    scale : array of shape (D,), optional
+        For ``"kmeans"`` and ``"k-means++"``: cluster the rows multiplied by ``scale`` (e.g. the
+        data's own feature scales, when ``xb`` is standardised); default: ``xb`` as it is.
 
     Returns
     -------
@@ -211,13 +221,14 @@ def init_params(
     mask = jnp.arange(k) < n_active
     if method in ("kmeans", "k-means++"):
         if method == "kmeans":
-            centres = kmeans(key, xb, wb, k, block_sum=block_sum, n_active=n_active if padded else None)
+            centres = kmeans(key, xb, wb, k, block_sum=block_sum, n_active=n_active if padded else None,
+                             scale=scale)
         else:
-            centres = kmeans_plus_plus_blocks(key, xb, wb, k, n_active=n_active if padded else None)
+            centres = kmeans_plus_plus_blocks(key, xb, wb, k, n_active=n_active if padded else None, scale=scale)
         far = jnp.where(mask, 0.0, jnp.inf).astype(dtype)
 
         def resp_fn(i, x):
-            return jax.nn.one_hot(jnp.argmin(_sq_dist(x, centres) + far, axis=-1), k, dtype=dtype)
+            return jax.nn.one_hot(jnp.argmin(_sq_dist(x, centres, scale) + far, axis=-1), k, dtype=dtype)
 
     elif method == "random":
         centres = jnp.zeros((k, d), dtype)

@@ -166,8 +166,13 @@ class StartValues(NamedTuple):
     corr_chol: Any = None
 
 
+#: With a ``feature_scale``, the k-means starts of restarts whose index has this parity cluster
+#: the data on their own scale (like scikit-learn's); the others cluster the standardised data.
+DATA_SCALE_PARITY = 0
+
+
 def em_start(
-    key, first, xb, wb, prior, reg_covar, tol, max_iter, n_active, start: StartValues, *,
+    key, first, xb, wb, prior, reg_covar, tol, max_iter, n_active, start: StartValues, feature_scale=None, *,
     n_restarts: int, n_components: int, covariance_type: str, method: str,
     estep=estep_stats, block_sum=None, batching: str = "vmap",
 ) -> EMRun:
@@ -175,6 +180,13 @@ def em_start(
 
     Restart ``r`` starts from ``init_params(fold_in(key, first + r), ...)``, so the restarts of
     ``n_init`` are the same whether they run together or one at a time.
+
+    The ``"kmeans"`` and ``"k-means++"`` starts explore two views of the data: with
+    ``feature_scale`` (the data's feature scales relative to the standardised ``xb``), restarts
+    0, 2, 4, ... cluster the data on their own scale -- the start scikit-learn's estimator uses --
+    and restarts 1, 3, ... the standardised features, where every feature counts alike. On some
+    data the two lead EM to different optima; restarts of one view alone often all reach the
+    same k-means partition.
 
     Parameters
     ----------
@@ -187,6 +199,8 @@ def em_start(
     n_active : int (traced), the components of the model; the others up to ``n_components``
         are padding
     start : StartValues
+    feature_scale : array of shape (D,), optional
+        See above; None: every restart clusters ``xb`` as it is.
     n_restarts, n_components, covariance_type, method : static structure
     batching : {"vmap", "map"}
         How the restarts share the program: vmapped (in lock-step; it pays when the E-step has
@@ -199,18 +213,23 @@ def em_start(
     """
     _em.TRACE_COUNTS["em_start"] += 1
     mask = jnp.arange(n_components) < n_active
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, first + i))(jnp.arange(n_restarts))
+    index = first + jnp.arange(n_restarts)
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
     passes = {} if block_sum is None else {"block_sum": block_sum}
 
-    def one(k):
+    def one(k_i):
+        k, i = k_i
+        scale = None
+        if feature_scale is not None and method in ("kmeans", "k-means++"):
+            scale = jnp.where(i % 2 == DATA_SCALE_PARITY, jnp.asarray(feature_scale, xb.dtype), 1.0)
         p = init_params(
             k, xb, wb, n_components, covariance_type, method, prior, reg_covar,
-            estep=estep, n_active=n_active, **passes,
+            estep=estep, n_active=n_active, scale=scale, **passes,
         )
         p = p.replace(**{f: jnp.asarray(v, p.means.dtype) for f, v in start._asdict().items() if v is not None})
         return em_continue(em_init(p), xb, wb, prior, reg_covar, tol, max_iter, mask, estep)
 
-    return _batched(one, keys, batching)
+    return _batched(one, (keys, index), batching)
 
 
 def _batched(fn, xs, batching: str):
@@ -307,7 +326,7 @@ def _stack(parts):
 def fit_em(
     key, xb, wb, prior, reg_covar, tol, max_iter, *, n_init: int, n_components: int, n_active: int,
     covariance_type: str, method: str, start: StartValues = StartValues(), profile: str = "fast",
-    estep=None, block_sum=None,
+    estep=None, block_sum=None, feature_scale=None,
 ):
     """Initialise and run ``n_init`` EM restarts to convergence (host loop over the programs).
 
@@ -340,11 +359,12 @@ def fit_em(
     cont_kw = {"batching": static["batching"]} if estep is None else {"estep": estep, "batching": static["batching"]}
     cont_f = functools.partial(cont, **cont_kw)
     parts = []
-    call_args = (key, xb, wb, prior, reg_covar, tol, start)
+    feature_scale = None if feature_scale is None else np.asarray(feature_scale, dtype)
+    call_args = (key, xb, wb, prior, reg_covar, tol, start, feature_scale)
     with paused_gc(first_call("em_start", call_args, sorted(static.items()) + [("r", batches[0][1])])):
         for first, r in batches:
             run = start_prog(key, np.int32(first), xb, wb, prior, reg_covar, tol, max_iter_a, n_act, start,
-                             n_restarts=r, **static)
+                             feature_scale, n_restarts=r, **static)
             run, histories = _finish(run, cont_f, (xb, wb, prior, reg_covar, tol, max_iter_a, n_act), int(max_iter))
             parts.append((_host(run.state.params), _info(run, histories)))
     return _stack(parts)

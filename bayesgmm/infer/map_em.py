@@ -202,7 +202,8 @@ def fit_map(
     fit_args = (xb, wb, zprior, reg_z, tol, max_iter)
     params_all, info = fit_em(
         _key_data(rng_key), *fit_args, n_init=n_init, n_components=k_pad, n_active=n_components,
-        covariance_type=covariance_type, method=init_params_method, start=start, profile=profile, **passes,
+        covariance_type=covariance_type, method=init_params_method, start=start, profile=profile,
+        feature_scale=scale / scale.max(), **passes,
     )
     objs = np.asarray(info.objective, dtype=np.float64)
     finite = np.isfinite(objs) & info.finite

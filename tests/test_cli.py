@@ -408,12 +408,13 @@ def test_rerun_replaces_only_our_files(report_run, tmp_path):
 
 def test_a_failed_run_leaves_out_untouched(tmp_path, monkeypatch):
     """A fit that fails after the staging directory exists: exit status 1, one line, nothing moved."""
-    from bayesgmm import cli
+    from bayesgmm.cli import CLIError
+    from bayesgmm.cli import run as cli_run
 
     def fail(estimator, data, settings):
-        raise cli.CLIError("nuts: the sampler failed (simulated)", status=1)
+        raise CLIError("nuts: the sampler failed (simulated)", status=1)
 
-    monkeypatch.setitem(cli._POSTERIOR_FITTERS, "nuts", fail)
+    monkeypatch.setitem(cli_run._POSTERIOR_FITTERS, "nuts", fail)
     out = tmp_path / "report"
     out.mkdir()
     (out / "report.html").write_text("old\n")

@@ -1,0 +1,304 @@
+"""The text that ``bayesgmm fit`` prints: one formatter per part of a run, and :func:`format_run`.
+
+Each ``format_*`` function turns one result into lines of plain text (tables padded by
+:func:`_table`): the MAP fit (:func:`format_map_summary`), the model selection grid, the EM
+estimate next to the posteriors, the diagnostics and the assignment uncertainty;
+:func:`format_run` joins them with the run's notes into what the command prints on stdout.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from .. import __version__
+from .arguments import PROG, UNCERTAIN_BELOW
+from .data import Dataset
+
+if TYPE_CHECKING:  # annotations only (bayesgmm.cli.run imports this module)
+    from .run import FitOutcome, FitSettings, RunResult
+
+
+def _num(value: float) -> str:
+    return f"{value:.5g}"
+
+
+def _table(rows: list[list[str]], indent: str = "  ", right: Sequence[int] = ()) -> list[str]:
+    """Columns padded to their widest cell; indices in ``right`` are right-aligned."""
+    widths = [max(len(r[j]) for r in rows) for j in range(len(rows[0]))]
+    lines = []
+    for r in rows:
+        cells = [c.rjust(w) if j in right else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))]
+        lines.append((indent + "  ".join(cells)).rstrip())
+    return lines
+
+
+def _component_sds(gm, n_features: int) -> np.ndarray:
+    """Per-component, per-feature standard deviations (K, D) for any covariance type."""
+    cov = np.asarray(gm.covariances_, dtype=np.float64)
+    k = gm.weights_.shape[0]
+    ct = gm.covariance_type
+    if ct == "full":
+        var = np.diagonal(cov, axis1=-2, axis2=-1)
+    elif ct == "tied":
+        var = np.broadcast_to(np.diag(cov), (k, n_features))
+    elif ct == "diag":
+        var = cov
+    else:  # spherical
+        var = np.repeat(cov[:, None], n_features, axis=1)
+    return np.sqrt(var)
+
+
+def _correlation(cov: np.ndarray) -> np.ndarray:
+    sd = np.sqrt(np.diag(cov))
+    return cov / np.outer(sd, sd)
+
+
+def _correlation_lines(label: str, corr: np.ndarray, names: Sequence[str]) -> list[str]:
+    if len(names) == 2:
+        return [f"  {label}: r({names[0]}, {names[1]}) = {corr[0, 1]:+.3f}"]
+    rows = [[""] + list(names)]
+    rows += [[names[i]] + [f"{corr[i, j]:+.3f}" for j in range(len(names))] for i in range(len(names))]
+    return [f"  {label}:"] + _table(rows, indent="    ", right=range(1, len(names) + 1))
+
+
+def format_map_summary(
+    data: Dataset, settings: FitSettings, outcome: FitOutcome, bic: float, *, notes: bool = True,
+    chosen_by: str | None = None,
+) -> str:
+    """The text of a MAP-EM fit: data, settings, components, correlations, fit (and its notes).
+
+    ``chosen_by`` (e.g. ``"1..8"``) says that K and the covariance were chosen by BIC over that grid.
+    """
+    gm = outcome.estimator
+    names = data.feature_names
+    d = data.n_features
+    ct = gm.covariance_type
+    weights = np.asarray(gm.weights_, dtype=np.float64)
+    means = np.asarray(gm.means_, dtype=np.float64)
+    sds = _component_sds(gm, d)
+    # Components are ordered by the mean of the first feature so that repeated runs read alike.
+    order = np.argsort(means[:, 0], kind="stable")
+
+    dropped = f"; {data.n_dropped} row(s) with missing values dropped" if data.n_dropped else ""
+    out = [
+        f"{PROG} {__version__}: Gaussian mixture, MAP estimate by EM",
+        "",
+        f"data      {data.name}",
+        f"          N = {data.n_samples} samples, D = {d} feature(s): {', '.join(names)}{dropped}",
+        f"settings  K = {settings.n_components} components, covariance = {ct}, "
+        "prior = default (bayesgmm.Prior())",
+        f"          n_init = {settings.n_init} start(s), seed = {settings.seed}",
+    ]
+    if chosen_by is not None:
+        out.append(f"          chosen by {settings.criterion.upper()} over K = {chosen_by} "
+                   "(see model selection below)")
+    out += [
+        "",
+        f"components (ordered by mean {names[0]})",
+    ]
+    rows = [["k", "weight", "feature", "mean", "sd"]]
+    for rank, k in enumerate(order, start=1):
+        for j, name in enumerate(names):
+            first = j == 0
+            empty = weights[k] == 0
+            rows.append(
+                [
+                    str(rank) if first else "",
+                    f"{weights[k]:.3f}" if first else "",
+                    name,
+                    "(empty)" if empty else _num(means[k, j]),
+                    "" if empty else _num(sds[k, j]),
+                ]
+            )
+    out += _table(rows, right=(0, 3, 4))
+
+    out.append("")
+    if ct == "full" and d > 1:
+        out.append("correlations (full covariance: one matrix per component)")
+        cov = np.asarray(gm.covariances_, dtype=np.float64)
+        for rank, k in enumerate(order, start=1):
+            if weights[k] > 0:
+                out += _correlation_lines(f"component {rank}", _correlation(cov[k]), names)
+    elif ct == "tied" and d > 1:
+        out.append("correlations (tied covariance: shared by all components)")
+        out += _correlation_lines("all components", _correlation(np.asarray(gm.covariances_)), names)
+    elif d > 1:
+        out.append(f"correlations: none ({ct} covariance: features independent within a component)")
+    if d > 1:
+        out.append("")
+
+    converged = "yes" if gm.converged_ else "NO"
+    out += [
+        "fit",
+        f"  log posterior / N  {_num(gm.lower_bound_)}  (lower_bound_, MAP objective per sample)",
+        f"  converged          {converged}, after {gm.n_iter_} EM iteration(s); best of {settings.n_init} start(s)",
+        f"  BIC                {_num(bic)}  (at the MAP; lower is better)",
+    ]
+    if notes:
+        for note in outcome.notes:
+            out.append(f"note: {' '.join(note.split())}")
+    return "\n".join(out)
+
+
+def _component_order(gm) -> np.ndarray:
+    """Estimator labels in the order of the component table (by the mean of the first feature)."""
+    return np.argsort(np.asarray(gm.means_, dtype=np.float64)[:, 0], kind="stable")
+
+
+def _label_mapping(gm) -> str:
+    order = _component_order(gm)
+    return ", ".join(f"label {int(k)} is component {rank} above" for rank, k in enumerate(order, start=1))
+
+
+def format_selection(sel) -> str:
+    """The criterion's grid of :func:`bayesgmm.select` as text: one row per K, one column per covariance type."""
+    ks = sel.column("n_components").astype(int)
+    cts = sel.column("covariance_type").astype(str)
+    crit = sel.criterion
+    values = sel.column(crit).astype(np.float64)
+    best = (sel.best_params_["n_components"], sel.best_params_["covariance_type"])
+    types = list(dict.fromkeys(cts))
+    rows = [["K"] + types]
+    for k in sorted(set(ks.tolist())):
+        row = [str(k)]
+        for ct in types:
+            hit = np.flatnonzero((ks == k) & (cts == ct))
+            v = values[hit[0]] if hit.size else np.nan
+            cell = "failed" if not np.isfinite(v) else f"{v:.1f}"
+            row.append(("*" if (k, ct) == best else "") + cell)
+        rows.append(row)
+    out = [f"model selection by {crit.upper()} (lower is better; * = chosen: K = {best[0]}, {best[1]})"]
+    out += _table(rows, right=range(len(types) + 1))
+    return "\n".join(out)
+
+
+def format_uncertainty(source: str, counts: dict) -> str:
+    n, u = counts["n"], counts["n_uncertain"]
+    out = [
+        f"assignment uncertainty ({source})",
+        f"  {u} of {n} points ({u / n:.1%}) have max_k p(k | x) < {UNCERTAIN_BELOW:g}; "
+        f"mean 1 - max_k p(k | x) = {counts['mean_uncertainty']:.3g}",
+    ]
+    if counts["n_lower_below"] is not None:
+        out.append(
+            f"  {counts['n_lower_below']} point(s) have the 5% bound of their top probability below "
+            f"{UNCERTAIN_BELOW:g}; the widest 90% interval of a top probability is "
+            f"{counts['max_interval_width']:.3f}"
+        )
+    return "\n".join(out)
+
+
+def _comparison_rows(cmp) -> tuple[list, list]:
+    """(header, rows) of the EM-vs-posterior table (str cells)."""
+    params = cmp.column("parameter")
+    header = ["parameter", "MAP"]
+    for name in cmp.names:
+        header += [f"{name} mean", f"{name} sd", f"{name} {cmp.hdi_prob:.0%} HDI", "MAP in HDI"]
+    rows = []
+    m = cmp.column("map").astype(np.float64)
+    cols = {name: {c: cmp.column(f"{name}_{c}") for c in ("mean", "sd", "hdi_lower", "hdi_upper", "map_in_hdi")}
+            for name in cmp.names}
+    for i, param in enumerate(params):
+        row = [str(param), _num(m[i])]
+        for name in cmp.names:
+            c = cols[name]
+            row += [_num(c["mean"][i]), f"{float(c['sd'][i]):.3g}",
+                    f"[{_num(c['hdi_lower'][i])}, {_num(c['hdi_upper'][i])}]",
+                    "yes" if bool(c["map_in_hdi"][i]) else "NO"]
+        rows.append(row)
+    return header, rows
+
+
+def _agreement_rows(cmp) -> tuple[list, list]:
+    header = ["posterior", "ARI (EM labels vs partition)",
+              f"EM labels with probability < {cmp.threshold:g}", "partition clusters", "MAP entries outside HDI"]
+    rows = []
+    for name in cmp.names:
+        i = cmp.names.index(name)
+        share = float(cmp.column("share_uncertain", "agreement")[i])
+        rows.append([
+            name,
+            f"{float(cmp.column('ari', 'agreement')[i]):.3f}",
+            f"{share:.1%}",
+            str(int(cmp.column("partition_clusters", "agreement")[i])),
+            str(int(cmp.column("n_outside_hdi", "agreement")[i])),
+        ])
+    return header, rows
+
+
+def format_comparison(cmp, gm) -> str:
+    """The EM-vs-posterior table and the agreement of the labels, as text."""
+    header, rows = _comparison_rows(cmp)
+    out = [
+        f"EM (MAP) next to the posterior ({cmp.hdi_prob:.0%} HDI; bayesgmm.compare)",
+        f"  parameters by the estimator's component label: {_label_mapping(gm)}",
+    ]
+    out += _table([header] + rows, right=range(1, len(header)))
+    out.append("")
+    header, rows = _agreement_rows(cmp)
+    out.append("agreement of the EM labels with each posterior")
+    out += _table([header] + rows, right=range(1, len(header)))
+    return "\n".join(out)
+
+
+def _diagnostic_rows(outcomes) -> tuple[list, list]:
+    header = ["posterior", "draws", "max R-hat (before relabelling)", "min ESS bulk / tail",
+              "divergences", "tree-depth hits", "draws relabelled", "seconds"]
+    rows = []
+    for o in outcomes:
+        p, d = o.posterior, o.posterior.diagnostics()
+        if p.method == "nuts":
+            rows.append([
+                o.name, f"{p.num_chains} x {p.num_samples} (+{p.num_warmup} warm-up)",
+                f"{d['max_rhat']:.3f} ({d['max_rhat_before']:.3f})",
+                f"{d['min_ess_bulk']:.0f} / {d['min_ess_tail']:.0f}",
+                str(d["n_divergent"]), str(d["n_max_tree_depth"]), str(d["n_relabelled"]), f"{o.seconds:.1f}",
+            ])
+        else:  # independent draws from the fitted guide: R-hat and ESS do not apply
+            steps = p.info.get("num_steps", "?")
+            rows.append([o.name, f"{p.n_draws} (after {steps} SVI steps)", "n/a", "n/a", "n/a", "n/a",
+                         str(d["n_relabelled"]), f"{o.seconds:.1f}"])
+    return header, rows
+
+
+def format_diagnostics(outcomes) -> str:
+    header, rows = _diagnostic_rows(outcomes)
+    out = ["diagnostics (after relabelling to the MAP; Posterior.diagnostics())"]
+    out += _table([header] + rows, right=range(2, len(header)))
+    for o in outcomes:
+        p = o.posterior
+        if p.method == "vi" and "elbo" in p.info:
+            elbo = np.asarray(p.info["elbo"], np.float64)
+            tail = elbo[-max(1, elbo.size // 10):]
+            out.append(f"  {o.name}: final ELBO {_num(float(np.mean(tail)))} (mean of the last 10% of steps)")
+    return "\n".join(out)
+
+
+def _range_text(sel) -> str:
+    ks = sorted(set(sel.column("n_components").astype(int).tolist()))
+    cts = list(dict.fromkeys(sel.column("covariance_type").astype(str).tolist()))
+    ktext = f"{ks[0]}..{ks[-1]}" if ks == list(range(ks[0], ks[-1] + 1)) and len(ks) > 1 else ", ".join(map(str, ks))
+    return ktext + (f" and covariance {', '.join(cts)}" if len(cts) > 1 else "")
+
+
+def format_run(result: RunResult, files: Sequence[str] | None = None, out: str | None = None) -> str:
+    """The whole text that ``bayesgmm fit`` prints."""
+    parts = [format_map_summary(result.data, result.settings, result.fit, result.bic, notes=False,
+                                chosen_by=None if result.selection is None else _range_text(result.selection))]
+    if result.selection is not None:
+        parts.append(format_selection(result.selection))
+    if result.comparison is not None:
+        parts.append(format_comparison(result.comparison, result.fit.estimator))
+    if result.posteriors:
+        parts.append(format_diagnostics(result.posteriors))
+    if result.uncertainty is not None:
+        parts.append(format_uncertainty(result.uncertainty_source, result.uncertainty))
+    tail = [f"note: {n}" for n in result.notes()]
+    if files:
+        tail.append(f"report    {os.path.join(out, 'report.html')}  (also: {', '.join(f for f in files if f != 'report.html')})")
+    if tail:
+        parts.append("\n".join(tail))
+    return "\n\n".join(parts)

@@ -4,7 +4,11 @@
 :class:`~matplotlib.figure.Figure` objects (no pyplot, so no GUI backend and no global state is
 touched) and renders them to PNG bytes; :func:`render_html` lays out the text sections, tables
 and figures of a :class:`ReportContent` as a self-contained HTML page (no external files, no
-scripts). The command line (:mod:`bayesgmm.cli`) decides what goes in; this module only renders.
+scripts). :func:`build_report` assembles the report of a ``bayesgmm fit`` run (the sections, their
+paragraphs, tables and figures) from what the run computed; the ``_*_rows`` helpers tabulate the
+results as rows of strings, the same rows that the command line prints
+(:mod:`bayesgmm.cli.text`). The command line (:mod:`bayesgmm.cli`) runs the fits and writes the
+files; it imports this module, never the reverse.
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["Figure", "ReportContent", "Section", "Table", "format_float", "make_figures", "render_html"]
+from . import __version__
+
+__all__ = [
+    "Figure", "ReportContent", "Section", "Table", "build_report", "format_float", "make_figures", "render_html",
+]
 
 
 @dataclasses.dataclass
@@ -255,3 +263,232 @@ def format_float(value, digits: int = 4) -> str:
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     return f"{float(value):.{digits}g}"
+
+
+# -- the report of a `bayesgmm fit` run ------------------------------------------------------------
+def _num(value: float) -> str:
+    """A number of the text and the report's tables: 5 significant digits."""
+    return f"{value:.5g}"
+
+
+def _component_sds(gm, n_features: int) -> np.ndarray:
+    """Per-component, per-feature standard deviations (K, D) for any covariance type."""
+    cov = np.asarray(gm.covariances_, dtype=np.float64)
+    k = gm.weights_.shape[0]
+    ct = gm.covariance_type
+    if ct == "full":
+        var = np.diagonal(cov, axis1=-2, axis2=-1)
+    elif ct == "tied":
+        var = np.broadcast_to(np.diag(cov), (k, n_features))
+    elif ct == "diag":
+        var = cov
+    else:  # spherical
+        var = np.repeat(cov[:, None], n_features, axis=1)
+    return np.sqrt(var)
+
+
+def _component_order(gm) -> np.ndarray:
+    """Estimator labels in the order of the component table (by the mean of the first feature)."""
+    return np.argsort(np.asarray(gm.means_, dtype=np.float64)[:, 0], kind="stable")
+
+
+def _label_mapping(gm) -> str:
+    order = _component_order(gm)
+    return ", ".join(f"label {int(k)} is component {rank} above" for rank, k in enumerate(order, start=1))
+
+
+def _range_text(sel) -> str:
+    ks = sorted(set(sel.column("n_components").astype(int).tolist()))
+    cts = list(dict.fromkeys(sel.column("covariance_type").astype(str).tolist()))
+    ktext = f"{ks[0]}..{ks[-1]}" if ks == list(range(ks[0], ks[-1] + 1)) and len(ks) > 1 else ", ".join(map(str, ks))
+    return ktext + (f" and covariance {', '.join(cts)}" if len(cts) > 1 else "")
+
+
+def _comparison_rows(cmp) -> tuple[list, list]:
+    """(header, rows) of the EM-vs-posterior table (str cells)."""
+    params = cmp.column("parameter")
+    header = ["parameter", "MAP"]
+    for name in cmp.names:
+        header += [f"{name} mean", f"{name} sd", f"{name} {cmp.hdi_prob:.0%} HDI", "MAP in HDI"]
+    rows = []
+    m = cmp.column("map").astype(np.float64)
+    cols = {name: {c: cmp.column(f"{name}_{c}") for c in ("mean", "sd", "hdi_lower", "hdi_upper", "map_in_hdi")}
+            for name in cmp.names}
+    for i, param in enumerate(params):
+        row = [str(param), _num(m[i])]
+        for name in cmp.names:
+            c = cols[name]
+            row += [_num(c["mean"][i]), f"{float(c['sd'][i]):.3g}",
+                    f"[{_num(c['hdi_lower'][i])}, {_num(c['hdi_upper'][i])}]",
+                    "yes" if bool(c["map_in_hdi"][i]) else "NO"]
+        rows.append(row)
+    return header, rows
+
+
+def _agreement_rows(cmp) -> tuple[list, list]:
+    header = ["posterior", "ARI (EM labels vs partition)",
+              f"EM labels with probability < {cmp.threshold:g}", "partition clusters", "MAP entries outside HDI"]
+    rows = []
+    for name in cmp.names:
+        i = cmp.names.index(name)
+        share = float(cmp.column("share_uncertain", "agreement")[i])
+        rows.append([
+            name,
+            f"{float(cmp.column('ari', 'agreement')[i]):.3f}",
+            f"{share:.1%}",
+            str(int(cmp.column("partition_clusters", "agreement")[i])),
+            str(int(cmp.column("n_outside_hdi", "agreement")[i])),
+        ])
+    return header, rows
+
+
+def _diagnostic_rows(outcomes) -> tuple[list, list]:
+    header = ["posterior", "draws", "max R-hat (before relabelling)", "min ESS bulk / tail",
+              "divergences", "tree-depth hits", "draws relabelled", "seconds"]
+    rows = []
+    for o in outcomes:
+        p, d = o.posterior, o.posterior.diagnostics()
+        if p.method == "nuts":
+            rows.append([
+                o.name, f"{p.num_chains} x {p.num_samples} (+{p.num_warmup} warm-up)",
+                f"{d['max_rhat']:.3f} ({d['max_rhat_before']:.3f})",
+                f"{d['min_ess_bulk']:.0f} / {d['min_ess_tail']:.0f}",
+                str(d["n_divergent"]), str(d["n_max_tree_depth"]), str(d["n_relabelled"]), f"{o.seconds:.1f}",
+            ])
+        else:  # independent draws from the fitted guide: R-hat and ESS do not apply
+            steps = p.info.get("num_steps", "?")
+            rows.append([o.name, f"{p.n_draws} (after {steps} SVI steps)", "n/a", "n/a", "n/a", "n/a",
+                         str(d["n_relabelled"]), f"{o.seconds:.1f}"])
+    return header, rows
+
+
+def _selection_tables(sel):
+    ks = sel.column("n_components").astype(int)
+    cts = sel.column("covariance_type").astype(str)
+    best = (sel.best_params_["n_components"], sel.best_params_["covariance_type"])
+    cols = ["n_parameters", "log_likelihood", "bic", "aic", "icl"]
+    cols += [c for c in ("loo", "waic") if c in sel.table] + ["converged"]
+    values = {c: sel.column(c) for c in cols}
+    rows = []
+    for i in range(ks.size):
+        mark = "*" if (ks[i], cts[i]) == best else ""
+        rows.append([f"{ks[i]}{mark}", cts[i]] + [format_float(values[c][i].item() if hasattr(values[c][i], "item")
+                                                              else values[c][i], 6) for c in cols])
+    names = {"n_parameters": "parameters", "log_likelihood": "log-likelihood", "converged": "converged"}
+    return Table(["K", "covariance"] + [names.get(c, c.upper()) for c in cols], rows,
+                 f"Every grid point (lower is better; * = chosen by {sel.criterion.upper()}).")
+
+
+def build_report(result, figures: list, files: Sequence[str], *, selection_text: str = "",
+                 uncertainty_text: str = "") -> ReportContent:
+    """The :class:`ReportContent` of a ``bayesgmm fit`` run (tables and the given figures).
+
+    Parameters
+    ----------
+    result : bayesgmm.cli.run.RunResult
+        What the run computed: its ``data``, ``settings``, ``fit``, ``bic``, ``selection``,
+        ``posteriors``, ``comparison``, ``uncertainty``, ``uncertainty_source``, ``command`` and
+        ``notes()`` are used.
+    figures : list of Figure
+        From :func:`make_figures`; each is placed in its section, the others under "More figures".
+    files : sequence of str
+        The names of the files written (listed in the "Files" section).
+    selection_text : str, default=""
+        The command line's text of the model selection grid
+        (:func:`bayesgmm.cli.text.format_selection`), shown as is when the run selected a model.
+    uncertainty_text : str, default=""
+        The command line's text of the assignment uncertainty
+        (:func:`bayesgmm.cli.text.format_uncertainty`): its lines after the heading are the
+        paragraphs of that section.
+    """
+    data, settings, gm = result.data, result.settings, result.fit.estimator
+    figs = {f.name: f for f in figures}
+    used = set()
+
+    def take(*names):
+        out = [figs[n] for n in names if n in figs]
+        used.update(f.name for f in out)
+        return out
+
+    names = data.feature_names
+    weights = np.asarray(gm.weights_, np.float64)
+    means = np.asarray(gm.means_, np.float64)
+    sds = _component_sds(gm, data.n_features)
+    rows = []
+    for rank, k in enumerate(_component_order(gm), start=1):
+        for j, name in enumerate(names):
+            rows.append([str(rank) if j == 0 else "", str(int(k)) if j == 0 else "",
+                         f"{weights[k]:.3f}" if j == 0 else "", name, _num(means[k, j]), _num(sds[k, j])])
+    chosen = (f"K = {settings.n_components} components, covariance = {gm.covariance_type}"
+              + (f" (chosen by {result.selection.criterion.upper()} over K = {_range_text(result.selection)})"
+                 if result.selection is not None else ""))
+    dropped = f"; {data.n_dropped} row(s) with missing values dropped" if data.n_dropped else ""
+    sections = [Section(
+        "Data and model",
+        paragraphs=[
+            f"Data: {data.name}; N = {data.n_samples} samples, D = {data.n_features} feature(s): "
+            f"{', '.join(names)}{dropped}.",
+            f"Model: {chosen}; prior = default (bayesgmm.Prior()); MAP by EM with {settings.n_init} "
+            f"start(s), seed {settings.seed}.",
+            f"Fit: log posterior / N = {_num(gm.lower_bound_)}, converged = "
+            f"{'yes' if gm.converged_ else 'NO'} after {gm.n_iter_} EM iteration(s), BIC = {_num(result.bic)}.",
+        ],
+        tables=[Table(["k", "label", "weight", "feature", "mean", "sd"], rows,
+                      f"MAP components, ordered by the mean of {names[0]} (label: the estimator's index).")],
+        figures=take("map_ellipses", "map_density", "map_density_1d"),
+    )]
+    if result.selection is not None:
+        sel = result.selection
+        sections.append(Section(
+            "Model selection",
+            pre=selection_text,
+            tables=[_selection_tables(sel)],
+            figures=take("criteria"),
+        ))
+    if result.comparison is not None:
+        cmp = result.comparison
+        header, rows = _comparison_rows(cmp)
+        a_header, a_rows = _agreement_rows(cmp)
+        sections.append(Section(
+            "EM next to the posterior",
+            paragraphs=[f"bayesgmm.compare: the MAP against each posterior's mean, sd and {cmp.hdi_prob:.0%} "
+                        f"highest-density interval. Parameters are indexed by the estimator's component label: "
+                        f"{_label_mapping(gm).replace(' above', ' of the component table')}."],
+            tables=[Table(header, rows, "Per parameter entry (also in summary.csv)."),
+                    Table(a_header, a_rows, "Agreement of the EM labels with each posterior.")],
+            figures=take("comparison", "posterior_ellipses", "posterior_density_1d"),
+        ))
+    if result.posteriors:
+        header, rows = _diagnostic_rows(result.posteriors)
+        warn = [f"{o.name}: {w}" for o in result.posteriors for w in o.posterior.diagnostics()["warnings"]]
+        sections.append(Section(
+            "Diagnostics",
+            paragraphs=["R-hat and ESS are computed after relabelling the draws to the MAP (values before "
+                        "relabelling in brackets), so label switching does not inflate them."]
+                       + (warn or ["No warnings: no divergences, R-hat <= 1.01, enough effective draws."]),
+            tables=[Table(header, rows, "Posterior.diagnostics()")],
+            figures=take("trace", "rank"),
+        ))
+    if result.uncertainty is not None:
+        text = uncertainty_text.splitlines()[1:]
+        sections.append(Section(
+            "Assignment uncertainty",
+            paragraphs=[t.strip() for t in text],
+            figures=take("uncertainty"),
+        ))
+    rest = [f for f in figures if f.name not in used]
+    if rest:
+        sections.append(Section("More figures", figures=rest))
+    notes = result.notes()
+    if notes:
+        sections.append(Section("Notes", paragraphs=notes))
+    sections.append(Section(
+        "Files",
+        paragraphs=[f"Command: {result.command}", "Written: " + ", ".join(files) + "."],
+    ))
+    return ReportContent(
+        title=f"bayesgmm report: {data.name}",
+        subtitle=f"bayesgmm {__version__}; {chosen}; methods: "
+                 + ", ".join(["map"] + [o.name for o in result.posteriors]),
+        sections=sections,
+    )

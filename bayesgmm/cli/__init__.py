@@ -6,9 +6,9 @@ The work is split so that new options slot in without reshaping it, one module p
 :mod:`bayesgmm.cli.run` fits -- a *fitter* per inference method turns data and
 :class:`FitSettings` into a fitted estimator or posterior -- writes the report directory
 (:func:`write_outputs`, the policy for ``--out`` is described there) and holds :func:`main`;
-:mod:`bayesgmm.cli.text` renders the text (the ``format_*`` functions). Every user error is a
-:class:`CLIError`, printed as one line ``bayesgmm: error: ...`` with exit status 2; no traceback
-reaches the user.
+:mod:`bayesgmm.cli.text` renders the text (the ``format_*`` functions). The HTML report itself is
+assembled by :func:`bayesgmm.report.build_report`. Every user error is a :class:`CLIError`,
+printed as one line ``bayesgmm: error: ...`` with exit status 2; no traceback reaches the user.
 
 This package re-exports the names that ``bayesgmm.cli`` has always offered; ``main`` is the
 ``bayesgmm`` console script.
@@ -21,8 +21,8 @@ from .arguments import (
 )
 from .data import EMBEDDED, Dataset, load_data
 from .run import (
-    MAX_ROWS_BINDER, REPORT_FILES, FitOutcome, FitSettings, PosteriorOutcome, RunResult, build_report, main,
-    write_model, write_outputs,
+    MAX_ROWS_BINDER, REPORT_FILES, FitOutcome, FitSettings, PosteriorOutcome, RunResult, main, write_model,
+    write_outputs,
 )
 from .text import (
     format_comparison, format_diagnostics, format_map_summary, format_run, format_selection, format_uncertainty,

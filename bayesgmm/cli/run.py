@@ -5,8 +5,8 @@ VI) turns a :class:`~bayesgmm.cli.data.Dataset` and :class:`FitSettings` into a 
 or posterior; :func:`_run` runs them in turn (after model selection with ``--select`` /
 ``--covariance auto``), with one progress line per step on stderr, and collects everything in a
 :class:`RunResult`; :func:`write_outputs` writes the report directory (``report.html``, laid out
-by :func:`build_report`, ``summary.csv``, the posteriors as ArviZ netCDF, the MAP model);
-:func:`main` parses the options, runs the command and prints its text
+by :func:`bayesgmm.report.build_report`, ``summary.csv``, the posteriors as ArviZ netCDF, the MAP
+model); :func:`main` parses the options, runs the command and prints its text
 (:func:`bayesgmm.cli.text.format_run`) or its one-line error.
 
 Output directory policy (``--out``, default ``bayesgmm_report``): the files are built in a
@@ -34,20 +34,16 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .. import __version__
 from ..comparison import _entries, compare, full_covariances
 from ..estimator import GaussianMixture
-from ..report import ReportContent, Section, Table, format_float, make_figures, render_html
+from ..report import build_report, make_figures, render_html
 from ..selection import select
 from .arguments import (
     COVARIANCE_CHOICES, DEFAULT_CHAINS, DEFAULT_N_INIT, DEFAULT_SAMPLES, DEFAULT_SEED, DEFAULT_VI_STEPS,
     DEFAULT_WARMUP, MODEL_FILE, PROG, UNCERTAIN_BELOW, CLIError, build_parser,
 )
 from .data import Dataset, _check_rows_and_columns, load_data
-from .text import (
-    _agreement_rows, _comparison_rows, _component_order, _component_sds, _diagnostic_rows, _label_mapping, _num,
-    _range_text, format_run, format_selection, format_uncertainty,
-)
+from .text import format_run, format_selection, format_uncertainty
 
 #: Above this many rows the posterior partition of the comparison uses the most probable
 #: components instead of Binder's loss (whose co-clustering matrix is n x n).
@@ -354,119 +350,6 @@ def _map_entries_rows(gm, feature_names):
     return [[name, var, repr(float(value))] for name, (var, value) in entries.items()]
 
 
-def _selection_tables(sel):
-    ks = sel.column("n_components").astype(int)
-    cts = sel.column("covariance_type").astype(str)
-    best = (sel.best_params_["n_components"], sel.best_params_["covariance_type"])
-    cols = ["n_parameters", "log_likelihood", "bic", "aic", "icl"]
-    cols += [c for c in ("loo", "waic") if c in sel.table] + ["converged"]
-    values = {c: sel.column(c) for c in cols}
-    rows = []
-    for i in range(ks.size):
-        mark = "*" if (ks[i], cts[i]) == best else ""
-        rows.append([f"{ks[i]}{mark}", cts[i]] + [format_float(values[c][i].item() if hasattr(values[c][i], "item")
-                                                              else values[c][i], 6) for c in cols])
-    names = {"n_parameters": "parameters", "log_likelihood": "log-likelihood", "converged": "converged"}
-    return Table(["K", "covariance"] + [names.get(c, c.upper()) for c in cols], rows,
-                 f"Every grid point (lower is better; * = chosen by {sel.criterion.upper()}).")
-
-
-def build_report(result: RunResult, figures: list, files: Sequence[str]):
-    """The :class:`bayesgmm.report.ReportContent` of a run (tables and the given figures)."""
-    data, settings, gm = result.data, result.settings, result.fit.estimator
-    figs = {f.name: f for f in figures}
-    used = set()
-
-    def take(*names):
-        out = [figs[n] for n in names if n in figs]
-        used.update(f.name for f in out)
-        return out
-
-    names = data.feature_names
-    weights = np.asarray(gm.weights_, np.float64)
-    means = np.asarray(gm.means_, np.float64)
-    sds = _component_sds(gm, data.n_features)
-    rows = []
-    for rank, k in enumerate(_component_order(gm), start=1):
-        for j, name in enumerate(names):
-            rows.append([str(rank) if j == 0 else "", str(int(k)) if j == 0 else "",
-                         f"{weights[k]:.3f}" if j == 0 else "", name, _num(means[k, j]), _num(sds[k, j])])
-    chosen = (f"K = {settings.n_components} components, covariance = {gm.covariance_type}"
-              + (f" (chosen by {result.selection.criterion.upper()} over K = {_range_text(result.selection)})"
-                 if result.selection is not None else ""))
-    dropped = f"; {data.n_dropped} row(s) with missing values dropped" if data.n_dropped else ""
-    sections = [Section(
-        "Data and model",
-        paragraphs=[
-            f"Data: {data.name}; N = {data.n_samples} samples, D = {data.n_features} feature(s): "
-            f"{', '.join(names)}{dropped}.",
-            f"Model: {chosen}; prior = default (bayesgmm.Prior()); MAP by EM with {settings.n_init} "
-            f"start(s), seed {settings.seed}.",
-            f"Fit: log posterior / N = {_num(gm.lower_bound_)}, converged = "
-            f"{'yes' if gm.converged_ else 'NO'} after {gm.n_iter_} EM iteration(s), BIC = {_num(result.bic)}.",
-        ],
-        tables=[Table(["k", "label", "weight", "feature", "mean", "sd"], rows,
-                      f"MAP components, ordered by the mean of {names[0]} (label: the estimator's index).")],
-        figures=take("map_ellipses", "map_density", "map_density_1d"),
-    )]
-    if result.selection is not None:
-        sel = result.selection
-        sections.append(Section(
-            "Model selection",
-            pre=format_selection(sel),
-            tables=[_selection_tables(sel)],
-            figures=take("criteria"),
-        ))
-    if result.comparison is not None:
-        cmp = result.comparison
-        header, rows = _comparison_rows(cmp)
-        a_header, a_rows = _agreement_rows(cmp)
-        sections.append(Section(
-            "EM next to the posterior",
-            paragraphs=[f"bayesgmm.compare: the MAP against each posterior's mean, sd and {cmp.hdi_prob:.0%} "
-                        f"highest-density interval. Parameters are indexed by the estimator's component label: "
-                        f"{_label_mapping(gm).replace(' above', ' of the component table')}."],
-            tables=[Table(header, rows, "Per parameter entry (also in summary.csv)."),
-                    Table(a_header, a_rows, "Agreement of the EM labels with each posterior.")],
-            figures=take("comparison", "posterior_ellipses", "posterior_density_1d"),
-        ))
-    if result.posteriors:
-        header, rows = _diagnostic_rows(result.posteriors)
-        warn = [f"{o.name}: {w}" for o in result.posteriors for w in o.posterior.diagnostics()["warnings"]]
-        sections.append(Section(
-            "Diagnostics",
-            paragraphs=["R-hat and ESS are computed after relabelling the draws to the MAP (values before "
-                        "relabelling in brackets), so label switching does not inflate them."]
-                       + (warn or ["No warnings: no divergences, R-hat <= 1.01, enough effective draws."]),
-            tables=[Table(header, rows, "Posterior.diagnostics()")],
-            figures=take("trace", "rank"),
-        ))
-    if result.uncertainty is not None:
-        u = result.uncertainty
-        text = format_uncertainty(result.uncertainty_source, u).splitlines()[1:]
-        sections.append(Section(
-            "Assignment uncertainty",
-            paragraphs=[t.strip() for t in text],
-            figures=take("uncertainty"),
-        ))
-    rest = [f for f in figures if f.name not in used]
-    if rest:
-        sections.append(Section("More figures", figures=rest))
-    notes = result.notes()
-    if notes:
-        sections.append(Section("Notes", paragraphs=notes))
-    sections.append(Section(
-        "Files",
-        paragraphs=[f"Command: {result.command}", "Written: " + ", ".join(files) + "."],
-    ))
-    return ReportContent(
-        title=f"bayesgmm report: {data.name}",
-        subtitle=f"bayesgmm {__version__}; {chosen}; methods: "
-                 + ", ".join(["map"] + [o.name for o in result.posteriors]),
-        sections=sections,
-    )
-
-
 def write_outputs(result: RunResult, directory) -> list:
     """Write the report files of ``result`` into ``directory`` (which must exist); returns their names.
 
@@ -509,7 +392,13 @@ def write_outputs(result: RunResult, directory) -> list:
         comparison=result.comparison, selection=result.selection,
     )
     files.append("report.html")
-    html = render_html(build_report(result, figures, files))
+    content = build_report(
+        result, figures, files,
+        selection_text="" if result.selection is None else format_selection(result.selection),
+        uncertainty_text="" if result.uncertainty is None else format_uncertainty(
+            result.uncertainty_source, result.uncertainty),
+    )
+    html = render_html(content)
     (directory / "report.html").write_text(html, encoding="utf-8")
     return files
 

@@ -3,7 +3,9 @@
 Each ``format_*`` function turns one result into lines of plain text (tables padded by
 :func:`_table`): the MAP fit (:func:`format_map_summary`), the model selection grid, the EM
 estimate next to the posteriors, the diagnostics and the assignment uncertainty;
-:func:`format_run` joins them with the run's notes into what the command prints on stdout.
+:func:`format_run` joins them with the run's notes into what the command prints on stdout. The
+rows of the tables that the HTML report shows too come from :mod:`bayesgmm.report`, so that the
+text and the report always say the same.
 """
 
 from __future__ import annotations
@@ -14,15 +16,14 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from .. import __version__
+from ..report import (
+    _agreement_rows, _comparison_rows, _component_sds, _diagnostic_rows, _label_mapping, _num, _range_text,
+)
 from .arguments import PROG, UNCERTAIN_BELOW
 from .data import Dataset
 
 if TYPE_CHECKING:  # annotations only (bayesgmm.cli.run imports this module)
     from .run import FitOutcome, FitSettings, RunResult
-
-
-def _num(value: float) -> str:
-    return f"{value:.5g}"
 
 
 def _table(rows: list[list[str]], indent: str = "  ", right: Sequence[int] = ()) -> list[str]:
@@ -33,22 +34,6 @@ def _table(rows: list[list[str]], indent: str = "  ", right: Sequence[int] = ())
         cells = [c.rjust(w) if j in right else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))]
         lines.append((indent + "  ".join(cells)).rstrip())
     return lines
-
-
-def _component_sds(gm, n_features: int) -> np.ndarray:
-    """Per-component, per-feature standard deviations (K, D) for any covariance type."""
-    cov = np.asarray(gm.covariances_, dtype=np.float64)
-    k = gm.weights_.shape[0]
-    ct = gm.covariance_type
-    if ct == "full":
-        var = np.diagonal(cov, axis1=-2, axis2=-1)
-    elif ct == "tied":
-        var = np.broadcast_to(np.diag(cov), (k, n_features))
-    elif ct == "diag":
-        var = cov
-    else:  # spherical
-        var = np.repeat(cov[:, None], n_features, axis=1)
-    return np.sqrt(var)
 
 
 def _correlation(cov: np.ndarray) -> np.ndarray:
@@ -143,16 +128,6 @@ def format_map_summary(
     return "\n".join(out)
 
 
-def _component_order(gm) -> np.ndarray:
-    """Estimator labels in the order of the component table (by the mean of the first feature)."""
-    return np.argsort(np.asarray(gm.means_, dtype=np.float64)[:, 0], kind="stable")
-
-
-def _label_mapping(gm) -> str:
-    order = _component_order(gm)
-    return ", ".join(f"label {int(k)} is component {rank} above" for rank, k in enumerate(order, start=1))
-
-
 def format_selection(sel) -> str:
     """The criterion's grid of :func:`bayesgmm.select` as text: one row per K, one column per covariance type."""
     ks = sel.column("n_components").astype(int)
@@ -191,44 +166,6 @@ def format_uncertainty(source: str, counts: dict) -> str:
     return "\n".join(out)
 
 
-def _comparison_rows(cmp) -> tuple[list, list]:
-    """(header, rows) of the EM-vs-posterior table (str cells)."""
-    params = cmp.column("parameter")
-    header = ["parameter", "MAP"]
-    for name in cmp.names:
-        header += [f"{name} mean", f"{name} sd", f"{name} {cmp.hdi_prob:.0%} HDI", "MAP in HDI"]
-    rows = []
-    m = cmp.column("map").astype(np.float64)
-    cols = {name: {c: cmp.column(f"{name}_{c}") for c in ("mean", "sd", "hdi_lower", "hdi_upper", "map_in_hdi")}
-            for name in cmp.names}
-    for i, param in enumerate(params):
-        row = [str(param), _num(m[i])]
-        for name in cmp.names:
-            c = cols[name]
-            row += [_num(c["mean"][i]), f"{float(c['sd'][i]):.3g}",
-                    f"[{_num(c['hdi_lower'][i])}, {_num(c['hdi_upper'][i])}]",
-                    "yes" if bool(c["map_in_hdi"][i]) else "NO"]
-        rows.append(row)
-    return header, rows
-
-
-def _agreement_rows(cmp) -> tuple[list, list]:
-    header = ["posterior", "ARI (EM labels vs partition)",
-              f"EM labels with probability < {cmp.threshold:g}", "partition clusters", "MAP entries outside HDI"]
-    rows = []
-    for name in cmp.names:
-        i = cmp.names.index(name)
-        share = float(cmp.column("share_uncertain", "agreement")[i])
-        rows.append([
-            name,
-            f"{float(cmp.column('ari', 'agreement')[i]):.3f}",
-            f"{share:.1%}",
-            str(int(cmp.column("partition_clusters", "agreement")[i])),
-            str(int(cmp.column("n_outside_hdi", "agreement")[i])),
-        ])
-    return header, rows
-
-
 def format_comparison(cmp, gm) -> str:
     """The EM-vs-posterior table and the agreement of the labels, as text."""
     header, rows = _comparison_rows(cmp)
@@ -244,26 +181,6 @@ def format_comparison(cmp, gm) -> str:
     return "\n".join(out)
 
 
-def _diagnostic_rows(outcomes) -> tuple[list, list]:
-    header = ["posterior", "draws", "max R-hat (before relabelling)", "min ESS bulk / tail",
-              "divergences", "tree-depth hits", "draws relabelled", "seconds"]
-    rows = []
-    for o in outcomes:
-        p, d = o.posterior, o.posterior.diagnostics()
-        if p.method == "nuts":
-            rows.append([
-                o.name, f"{p.num_chains} x {p.num_samples} (+{p.num_warmup} warm-up)",
-                f"{d['max_rhat']:.3f} ({d['max_rhat_before']:.3f})",
-                f"{d['min_ess_bulk']:.0f} / {d['min_ess_tail']:.0f}",
-                str(d["n_divergent"]), str(d["n_max_tree_depth"]), str(d["n_relabelled"]), f"{o.seconds:.1f}",
-            ])
-        else:  # independent draws from the fitted guide: R-hat and ESS do not apply
-            steps = p.info.get("num_steps", "?")
-            rows.append([o.name, f"{p.n_draws} (after {steps} SVI steps)", "n/a", "n/a", "n/a", "n/a",
-                         str(d["n_relabelled"]), f"{o.seconds:.1f}"])
-    return header, rows
-
-
 def format_diagnostics(outcomes) -> str:
     header, rows = _diagnostic_rows(outcomes)
     out = ["diagnostics (after relabelling to the MAP; Posterior.diagnostics())"]
@@ -275,13 +192,6 @@ def format_diagnostics(outcomes) -> str:
             tail = elbo[-max(1, elbo.size // 10):]
             out.append(f"  {o.name}: final ELBO {_num(float(np.mean(tail)))} (mean of the last 10% of steps)")
     return "\n".join(out)
-
-
-def _range_text(sel) -> str:
-    ks = sorted(set(sel.column("n_components").astype(int).tolist()))
-    cts = list(dict.fromkeys(sel.column("covariance_type").astype(str).tolist()))
-    ktext = f"{ks[0]}..{ks[-1]}" if ks == list(range(ks[0], ks[-1] + 1)) and len(ks) > 1 else ", ".join(map(str, ks))
-    return ktext + (f" and covariance {', '.join(cts)}" if len(cts) > 1 else "")
 
 
 def format_run(result: RunResult, files: Sequence[str] | None = None, out: str | None = None) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import __version__
+from . import __version__, plotting
 
 __all__ = [
     "Figure", "ReportContent", "Section", "Table", "build_report", "format_float", "make_figures", "render_html",
@@ -67,7 +67,7 @@ class ReportContent:
 
 # -- figures ---------------------------------------------------------------------------------------
 def _new_axes(figsize=(6.0, 4.5)):
-    from matplotlib.figure import Figure as MplFigure
+    from matplotlib.figure import Figure as MplFigure  # lazy: matplotlib is optional and slow to import
 
     fig = MplFigure(figsize=figsize, layout="constrained")
     return fig, fig.add_subplot()
@@ -118,8 +118,6 @@ def make_figures(
         / ``posterior_density_1d`` / ``uncertainty`` (one feature), ``comparison``, ``trace``,
         ``rank`` (MCMC), ``criteria`` (selection).
     """
-    from . import plotting
-
     posteriors = dict(posteriors or {})
     names = [str(n) for n in feature_names]
     d = X.shape[1]
@@ -177,7 +175,7 @@ def make_figures(
             "row standardised by the first posterior.",
             figsize=(6.5, max(3.0, 0.28 * n_rows + 1.2)))
     if mcmc is not None:
-        from . import _arviz
+        from . import _arviz  # lazy: it imports xarray, which importing this module does not need
 
         mname, mpost = mcmc
         k_shown = list(range(min(mpost.n_components, 4)))

@@ -77,6 +77,7 @@ class _Chains(NamedTuple):
 
 
 def _chains(cfg: NUTSConfig) -> _Chains:
+    """The NUTS kernel of the model and sampler settings of ``cfg``, for its ``chain_method``."""
     model = partial(gmm_model, n_components=cfg.n_components, covariance_type=cfg.covariance_type)
     kernel = _numpyro.nuts_kernel(
         model, num_warmup=cfg.num_warmup, dense_mass=cfg.dense_mass,
@@ -97,7 +98,8 @@ def _chain_loop(cfg: NUTSConfig, chains: _Chains, state, data, warmup: bool, pro
     kernel adapts while ``state.i < num_warmup``) are not recorded and whose leapfrog steps are
     counted; otherwise (a continuation) every transition is recorded. Returns ``(state, buf,
     warm)``: the last state, the :class:`~bayesgmm.infer._numpyro.NUTSRecord` of the recorded
-    transitions (chain axis first), and the warm-up's leapfrog steps (None for a continuation).
+    transitions (leading axes ``(chain, draw)`` when vectorized, ``(draw,)`` for one chain), and
+    the warm-up's leapfrog steps (None for a continuation).
     """
     num_warmup, num_samples = cfg.num_warmup, cfg.num_samples
     buf = jax.tree_util.tree_map(

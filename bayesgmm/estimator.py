@@ -663,13 +663,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             ``num_steps=2000``, ``learning_rate=0.01``, ``optimizer=None``,
             ``batch_size=None`` (minibatches), ``num_samples=1000``, ``log_density=None`` (the
             draws' log posteriors, computed by default only when cheap; see
-            :func:`bayesgmm.infer.sampling.run_svi`).
+            :func:`bayesgmm.infer.svi.run_svi`).
 
         Returns
         -------
         bayesgmm.Posterior
         """
-        from .infer.sampling import run_nuts, run_svi
+        from .infer.nuts import run_nuts
+        from .infer.svi import run_svi
         from .posterior import Posterior
 
         if method not in ("nuts", "vi"):

@@ -494,7 +494,7 @@ def _posterior_digest_arrays(groups: dict, extra: dict) -> dict:
 def save_posterior(post, path):
     """Write a :class:`~bayesgmm.Posterior` to ``path`` (see :meth:`Posterior.save`)."""
     from . import _arviz
-    from .infer.sampling import flatten_state
+    from .infer.state import flatten_state
 
     idata = post.idata
     arrays: dict = {}
@@ -550,7 +550,7 @@ def load_posterior(path):
         a newer file format version.
     """
     from . import _arviz
-    from .infer.sampling import FlatState
+    from .infer.state import FlatState
     from .posterior import Posterior
 
     path = os.fspath(path)

@@ -98,7 +98,7 @@ def min_bulk_ess(weights, means, pivot):
 def run_bayesgmm(x, prior, init, nw, ns, seed):
     import jax
 
-    from bayesgmm.infer.sampling import run_nuts
+    from bayesgmm.infer.nuts import run_nuts
 
     r = run_nuts(jax.random.PRNGKey(seed), x, n_components=K, covariance_type="full", prior=prior,
                  init=init, num_warmup=nw, num_samples=ns, num_chains=4,

@@ -63,7 +63,7 @@ def main(argv=None):
     import jax
 
     from bayesgmm import GaussianMixture, Prior
-    from bayesgmm.infer.sampling import run_svi
+    from bayesgmm.infer.svi import run_svi
 
     x, truth = make_data(args.n)
     base_mb = _peak_mb()

@@ -78,7 +78,7 @@ def main(argv=None):
 
     from bayesgmm import Prior
     from bayesgmm.infer import fit_map
-    from bayesgmm.infer.sampling import run_svi
+    from bayesgmm.infer.svi import run_svi
 
     x, z, truth = make_data(n, d, k, args.seed, args.separation)
     oracle = np.stack([x[z == j].mean(0) for j in range(k)])

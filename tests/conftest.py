@@ -46,9 +46,9 @@ def _release_compiled_programs():
     """
     yield
     if _n_memory_mappings() > 15_000:
-        from bayesgmm.infer import sampling
+        from bayesgmm.infer import programs
 
-        sampling._PROGRAM_CACHE.clear()
+        programs.clear_program_cache()
         jax.clear_caches()
 
 

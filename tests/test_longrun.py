@@ -186,7 +186,7 @@ def _state(est):
 
 def test_interrupted_fit_and_fit_posterior_leave_the_estimator_unchanged(monkeypatch, run, weighted):
     import bayesgmm.estimator as est_mod
-    import bayesgmm.infer.sampling as sampling
+    import bayesgmm.infer.nuts as nuts
 
     x, w, _ = weighted
     gm = GaussianMixture(2, covariance_type="diag", random_state=np.random.RandomState(0))
@@ -209,7 +209,7 @@ def test_interrupted_fit_and_fit_posterior_leave_the_estimator_unchanged(monkeyp
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sampling, "run_nuts", interrupted)
+    monkeypatch.setattr(nuts, "run_nuts", interrupted)
     fresh = GaussianMixture(2, covariance_type="diag", random_state=0)
     with pytest.raises(KeyboardInterrupt):  # fit_posterior fits the MAP first, then is interrupted
         fresh.fit_posterior(x, sample_weight=w, **RUN)

@@ -1,6 +1,6 @@
 """The Posterior: diagnostics before/after relabelling, InferenceData layout, predictive, warnings.
 
-Sampler results are stand-ins with the fields of ``bayesgmm.infer.sampling.SamplerResult``: iid
+Sampler results are stand-ins with the fields of ``bayesgmm.infer.state.SamplerResult``: iid
 draws around a MAP estimate (see ``test_relabel.synthetic_draws``) with chosen label switches.
 """
 
@@ -26,7 +26,7 @@ K, D = 3, 2
 
 @dataclasses.dataclass(frozen=True)
 class FakeResult:
-    """Stand-in for ``bayesgmm.infer.sampling.SamplerResult``."""
+    """Stand-in for ``bayesgmm.infer.state.SamplerResult``."""
 
     draws: GMMParams
     sample_stats: dict

@@ -18,7 +18,9 @@ from scipy.stats import binomtest
 from bayesgmm import Prior, log_posterior
 from bayesgmm.core.params import GMMParams
 from bayesgmm.infer import fit_map
-from bayesgmm.infer.sampling import GUIDES, SamplerResult, run_nuts, run_svi
+from bayesgmm.infer.nuts import run_nuts
+from bayesgmm.infer.state import SamplerResult
+from bayesgmm.infer.svi import GUIDES, run_svi
 from conftest import full_covs, match_components, sample_mixture, true_mixture
 
 K, D, N = 3, 2, 600
@@ -330,7 +332,7 @@ def test_vi_draw_log_densities_only_when_cheap_or_asked():
 def test_vi_program_is_reused_for_new_starts_and_data():
     """Another start and new data of the same shapes reuse the compiled SVI program, which uses
     the new start: the cached run equals, bit for bit, one compiled afresh for that start."""
-    from bayesgmm.infer import sampling
+    from bayesgmm.infer import programs
 
     x1, _ = _small_data(2)
     x2, _ = _small_data(3)
@@ -340,7 +342,7 @@ def test_vi_program_is_reused_for_new_starts_and_data():
     run_svi(jax.random.PRNGKey(1), x1, init=fit1.params, **kw)
     cached = run_svi(jax.random.PRNGKey(1), x2, init=fit2.params, **kw)
     assert cached.info["cache_hit"] and cached.info["compile_seconds"] < 0.05
-    sampling._PROGRAM_CACHE.clear()
+    programs.clear_program_cache()
     fresh = run_svi(jax.random.PRNGKey(1), x2, init=fit2.params, **kw)
     assert not fresh.info["cache_hit"]
     np.testing.assert_array_equal(cached.info["elbo"], fresh.info["elbo"])

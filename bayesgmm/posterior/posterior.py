@@ -1,7 +1,7 @@
 """The :class:`Posterior`: relabelled draws, diagnostics that say what to change, predictive.
 
 A ``Posterior`` wraps the result of a NUTS or VI run (any object with the fields of
-``bayesgmm.infer.sampling.SamplerResult``), relabels the draws against the MAP estimate,
+``bayesgmm.infer.state.SamplerResult``), relabels the draws against the MAP estimate,
 diagnoses the run *before and after* relabelling (so that an R-hat of 2 caused only by label
 switching is recognised as such), and answers the predictive questions of scikit-learn's
 ``GaussianMixture`` under the posterior: ``predict_proba``, ``score_samples``, ``sample``. Its
@@ -496,12 +496,12 @@ class Posterior:
 
         return anomaly_probability(self, X, percentile, return_thresholds=return_thresholds)
 
-    # -- long runs and persistence (logic in bayesgmm.infer.sampling and bayesgmm.io) --------------
+    # -- long runs and persistence (logic in bayesgmm.infer.nuts and bayesgmm.io) ------------------
     def extend(self, num_samples: int = 500, *, progress_bar: bool = False, warn: bool = True) -> "Posterior":
         """Continue the NUTS chains for ``num_samples`` more draws each, without a new warm-up.
 
         Each chain restarts from its final state with the step size and mass matrix adapted in
-        the original warm-up (:func:`bayesgmm.infer.sampling.extend_nuts`). On CPU the result is
+        the original warm-up (:func:`bayesgmm.infer.nuts.extend_nuts`). On CPU the result is
         bit-identical to a single run with ``num_samples`` more draws and the same seed. Works on
         a posterior loaded with :func:`bayesgmm.load_posterior` (in a new process too).
 
@@ -519,7 +519,8 @@ class Posterior:
             A new posterior holding the old and the new draws (``num_samples`` grows; the
             relabelling is redone on all draws); this one is unchanged.
         """
-        from ..infer.sampling import SamplerResult, extend_nuts
+        from ..infer.nuts import extend_nuts
+        from ..infer.state import SamplerResult
 
         if self.method != "nuts" or self.sampler_state is None or self._sampler["prior"] is None:
             raise ValueError(

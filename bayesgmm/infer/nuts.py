@@ -1,0 +1,573 @@
+"""NUTS: sample the posterior (:func:`run_nuts`) and continue a run's chains (:func:`extend_nuts`).
+
+NUTS is driven through NumPyro's functional kernel (wrapped in :mod:`bayesgmm.infer._numpyro`)
+rather than the ``MCMC`` class: warm-up and sampling run in one loop of one ahead-of-time
+compiled program (the NUTS kernel is compiled once, where ``MCMC.warmup`` + ``MCMC.run`` compile
+it twice and ``MCMC.run`` recompiles on every call), compilation is timed apart from running, and
+the compiled program is cached per :class:`NUTSConfig` and argument shapes
+(:mod:`bayesgmm.infer.programs`). Data, prior values, the start and the jitter are arguments of
+the program, not constants baked into it. A fresh run and a continuation share one chain loop
+(:func:`_chain_loop`), so a run extended by ``S2`` draws is bit-identical to one run of
+``S1 + S2`` draws. The model runs on standardised data (:mod:`bayesgmm.infer.problem`); draws are
+returned in data units, with leading axes ``(chain, draw)``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from functools import partial
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _numpyro
+from ..core.params import GMMParams
+from ..core.prior import Prior
+from ..models.gmm import gmm_model, params_from_sample
+from ._standardize import from_std, log_jacobian
+from .map_em import default_dtype
+from .problem import (
+    _check_finite_draws, _check_int, _constrain, _prepare, _Problem, _site_transforms, _std_sites,
+)
+from .programs import cached_program, nuts_compile_options, program_key
+from .state import FlatState, SamplerResult, unflatten_state
+
+__all__ = ["NUTSConfig", "run_nuts", "extend_nuts", "CHAIN_METHODS"]
+
+CHAIN_METHODS = ("auto", "vectorized", "parallel", "sequential")
+
+
+class NUTSConfig(NamedTuple):
+    """Everything static in a NUTS program (the rest -- data, prior values, start -- is traced).
+
+    Part of the key of the compiled-program cache (:mod:`bayesgmm.infer.programs`).
+    """
+
+    n_components: int
+    covariance_type: str
+    num_chains: int
+    chain_method: str  # "vectorized", "parallel" or "sequential" (resolved)
+    num_warmup: int
+    num_samples: int  # draws the program records per chain (an extension: the new draws)
+    dense_mass: bool
+    target_accept: float
+    max_tree_depth: int
+
+
+class NUTSStats(NamedTuple):
+    """Per-draw statistics of a NUTS program's run, each ``(chain, draw)``."""
+
+    energy: jax.Array
+    num_steps: jax.Array
+    accept_prob: jax.Array
+    diverging: jax.Array
+    step_size: jax.Array
+
+
+class _Chains(NamedTuple):
+    """The NUTS kernel of a :class:`NUTSConfig` applied to one chain or to all of them."""
+
+    init_one: Callable  # (z0, key, data) -> state of one chain
+    init: Callable  # the same, batched over chains when vectorized
+    step: Callable  # (state, data) -> next state; batched over chains when vectorized
+    vectorized: bool
+
+
+def _chains(cfg: NUTSConfig) -> _Chains:
+    """The NUTS kernel of the model and sampler settings of ``cfg``, for its ``chain_method``."""
+    model = partial(gmm_model, n_components=cfg.n_components, covariance_type=cfg.covariance_type)
+    kernel = _numpyro.nuts_kernel(
+        model, num_warmup=cfg.num_warmup, dense_mass=cfg.dense_mass,
+        target_accept=cfg.target_accept, max_tree_depth=cfg.max_tree_depth,
+    )
+    # vectorized: the loop runs outside a vmap over chains (as in NumPyro's MCMC); otherwise one
+    # program per chain, mapped over the chains with lax.map or pmap
+    if cfg.chain_method == "vectorized":
+        return _Chains(kernel.init, jax.vmap(kernel.init, in_axes=(0, 0, None)),
+                       jax.vmap(kernel.step, in_axes=(0, None)), True)
+    return _Chains(kernel.init, kernel.init, kernel.step, False)
+
+
+def _chain_loop(cfg: NUTSConfig, chains: _Chains, state, data, warmup: bool, progress_bar: bool):
+    """Run NUTS transitions from ``state``, recording ``cfg.num_samples`` of them.
+
+    ``warmup``: a fresh run, whose first ``cfg.num_warmup`` transitions (the warm-up: NumPyro's
+    kernel adapts while ``state.i < num_warmup``) are not recorded and whose leapfrog steps are
+    counted; otherwise (a continuation) every transition is recorded. Returns ``(state, buf,
+    warm)``: the last state, the :class:`~bayesgmm.infer._numpyro.NUTSRecord` of the recorded
+    transitions (leading axes ``(chain, draw)`` when vectorized, ``(draw,)`` for one chain), and
+    the warm-up's leapfrog steps (None for a continuation).
+    """
+    num_warmup, num_samples = cfg.num_warmup, cfg.num_samples
+    buf = jax.tree_util.tree_map(
+        lambda a: jnp.zeros((num_samples,) + a.shape, a.dtype), _numpyro.nuts_record(state)
+    )
+
+    def body(i, carry):
+        s, buf, warm = carry
+        s = chains.step(s, data)
+        j = jnp.maximum(i - num_warmup, 0) if warmup else i
+        buf = jax.tree_util.tree_map(
+            lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v, j, 0), buf, _numpyro.nuts_record(s)
+        )
+        if warmup:
+            warm = warm + jnp.where(i < num_warmup, _numpyro.state_num_steps(s), 0)
+        return s, buf, warm
+
+    total = num_warmup + num_samples if warmup else num_samples
+    carry = (state, buf, jnp.zeros_like(_numpyro.state_num_steps(state)) if warmup else None)
+    if progress_bar:
+        bars = 1 if chains.vectorized else cfg.num_chains
+        state, buf, warm = _numpyro.fori_loop_with_progress_bar(total, bars, body, carry)
+    else:
+        state, buf, warm = jax.lax.fori_loop(0, total, body, carry)
+    if chains.vectorized:  # (draw, chain, ...) -> (chain, draw, ...)
+        buf = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), buf)
+    return state, buf, warm
+
+
+def _finish(cfg: NUTSConfig, transforms, buf, shift, scale):
+    """Recorded transitions (a :class:`~bayesgmm.infer._numpyro.NUTSRecord` as a plain tuple) ->
+    ``(draws, lp_std, stats)``: draws in data units, the standardised log posterior and the
+    fields of :class:`NUTSStats` as a plain tuple.
+
+    (The programs return plain tuples, not named ones: the names of a program's outputs are part
+    of its key in the persistent compilation cache.)
+    """
+    buf = _numpyro.NUTSRecord(*buf)
+    sites, ladj = jax.vmap(jax.vmap(lambda u: _constrain(transforms, u)))(buf.z)
+    draws = from_std(params_from_sample(sites, cfg.covariance_type), shift, scale)
+    # -potential energy is the log joint in the unconstrained space; removing the
+    # transforms' Jacobian gives the density of the natural parameters
+    stats = (buf.energy, buf.num_steps, buf.accept_prob, buf.diverging, buf.step_size)
+    return draws, -buf.potential_energy - ladj, stats
+
+
+def _compile_run(cfg: NUTSConfig, transforms, progress_bar, args):
+    """Compile ``execute(init_sites, rng_key, jitter, data, shift, scale)`` for ``args``.
+
+    ``execute`` returns ``(last_state, initial_pe, warmup_steps, draws, lp_std, stats)`` with
+    chains on the leading axis: ``warmup_steps`` the leapfrog steps of each chain's warm-up,
+    ``draws`` a GMMParams in data units ``(chain, draw, ...)``, ``lp_std`` the log posterior in
+    standardised units and ``stats`` the fields of a :class:`NUTSStats`.
+
+    One loop runs warm-up and sampling (the NUTS kernel is compiled once) and writes the
+    post-warm-up draws into a buffer of ``num_samples``. The program has no host callbacks, so
+    the persistent compilation cache can keep it (JAX does not store programs with callbacks);
+    the run time is split between warm-up and sampling by their leapfrog steps
+    (:func:`_split_times`). ``cfg`` holds everything static (model structure, sampler settings);
+    data, prior values, the start and the jitter are traced.
+    """
+    chains = _chains(cfg)
+    names = sorted(transforms)
+
+    def starts(init_sites, rng_key, jitter):
+        """Per-chain unconstrained starts: init plus N(0, jitter^2) noise; per-chain keys."""
+        key_jitter, key_chains = jax.random.split(rng_key)
+        z0 = {}
+        for name, kj in zip(names, jax.random.split(key_jitter, len(names))):
+            u = transforms[name].inv(init_sites[name])
+            eps = jax.random.normal(kj, (cfg.num_chains,) + jnp.shape(u), u.dtype)
+            z0[name] = u[None] + jitter * eps
+        return z0, jax.random.split(key_chains, cfg.num_chains)
+
+    def run_chain(z0, keys, data):
+        state = chains.init(z0, keys, data)
+        pe0 = _numpyro.state_potential_energy(state)
+        state, buf, warm = _chain_loop(cfg, chains, state, data, True, progress_bar)
+        return state, pe0, warm, tuple(buf)
+
+    def finish(buf, shift, scale):
+        return _finish(cfg, transforms, buf, shift, scale)
+
+    options = nuts_compile_options()
+    if cfg.chain_method == "parallel":
+        prep = jax.jit(starts).lower(*args[:3]).compile(compiler_options=options)
+        z0, keys = jax.eval_shape(starts, *args[:3])
+        pmapped = jax.pmap(run_chain, in_axes=(0, 0, None))
+        sampler = pmapped.lower(z0, keys, args[3]).compile(compiler_options=options)
+        buf = jax.eval_shape(pmapped, z0, keys, args[3])[3]
+        post = jax.jit(finish).lower(buf, *args[4:]).compile(compiler_options=options)
+
+        def execute(init_sites, rng_key, jitter, data, shift, scale):
+            state, pe0, warm, buf = sampler(*prep(init_sites, rng_key, jitter), data)
+            buf = jax.device_put(buf, jax.devices()[0])  # gather the chains for one program
+            return (state, pe0, warm, *post(buf, shift, scale))
+
+        return execute
+
+    def program(init_sites, rng_key, jitter, data, shift, scale):
+        z0, keys = starts(init_sites, rng_key, jitter)
+        if chains.vectorized:
+            state, pe0, warm, buf = run_chain(z0, keys, data)
+        else:
+            state, pe0, warm, buf = jax.lax.map(lambda a: run_chain(a[0], a[1], data), (z0, keys))
+        return (state, pe0, warm, *finish(buf, shift, scale))
+
+    return jax.jit(program).lower(*args).compile(compiler_options=options)
+
+
+def _compile_extension(cfg: NUTSConfig, transforms, progress_bar, args):
+    """Compile ``execute(state, data, shift, scale)``: ``cfg.num_samples`` more NUTS transitions.
+
+    Continues every chain from its final ``state`` (a NumPyro ``HMCState`` with a leading chain
+    axis) with the adapted step size and mass matrix; ``state.i >= num_warmup``, so the kernel
+    does not adapt. Each transition is the kernel of :func:`_compile_run` applied to the same
+    state with the same PRNG key (the same :func:`_chain_loop`), so the draws continue a chain
+    exactly as a longer run would. Returns ``(last_state, draws, lp_std, stats)`` as
+    :func:`_compile_run` does.
+    """
+    chains = _chains(cfg)
+
+    def run_chain(state, data):
+        # NumPyro's init_kernel sets the warm-up length and the adaptation closures that
+        # sample_kernel reads; its result is unused and compiled away
+        chains.init(_numpyro.state_position(state), _numpyro.state_rng_key(state), data)
+        state, buf, _ = _chain_loop(cfg, chains, state, data, False, progress_bar)
+        return state, tuple(buf)
+
+    def program(state, data, shift, scale):
+        if chains.vectorized:
+            state, buf = run_chain(state, data)
+        else:  # sequential and parallel runs continue chain by chain
+            state, buf = jax.lax.map(lambda s: run_chain(s, data), state)
+        return (state, *_finish(cfg, transforms, buf, shift, scale))
+
+    return jax.jit(program).lower(*args).compile(compiler_options=nuts_compile_options())
+
+
+def _split_times(seconds, warmup_steps, sampling_steps, chain_method):
+    """Warm-up and sampling seconds: a run's ``seconds`` split by the leapfrog steps of each phase.
+
+    A leapfrog step (one gradient) costs the same in both phases, so the share of steps is the
+    share of time; chains side by side (``"parallel"``) take as long as the slowest.
+    """
+    warm = np.asarray(warmup_steps, np.float64).reshape(-1)
+    samp = np.asarray(sampling_steps, np.float64).reshape(len(warm), -1).sum(axis=1)
+    if chain_method == "parallel":
+        c = int(np.argmax(warm + samp))
+        warm, samp = warm[c : c + 1], samp[c : c + 1]
+    total = float(warm.sum() + samp.sum())
+    share = float(warm.sum()) / total if total > 0 else 0.0
+    return seconds * share, seconds * (1.0 - share)
+
+
+def _nuts_stats(draws, lp_std, stats: NUTSStats, scale, total_weight):
+    """``sample_stats`` of NUTS draws (data units, ArviZ names), after checking that they are finite."""
+    offset = log_jacobian(draws[0, 0], scale, total_weight, True)
+    lp = np.asarray(lp_std, np.float64) + offset
+    n_steps = np.asarray(stats.num_steps)
+    sample_stats = {
+        "lp": lp,
+        "diverging": np.asarray(stats.diverging, bool),
+        "energy": np.asarray(stats.energy),
+        # a tree of depth j has between 2**(j-1) and 2**j - 1 leapfrog steps
+        "tree_depth": np.floor(np.log2(np.maximum(n_steps, 1))).astype(np.int64) + 1,
+        "n_steps": n_steps,
+        "step_size": np.asarray(stats.step_size),
+        "acceptance_rate": np.asarray(stats.accept_prob),
+    }
+    _check_finite_draws(draws, lp, "NUTS", "raise target_accept (e.g. 0.95), use a stronger prior "
+                        "or fewer components")
+    return sample_stats
+
+
+def run_nuts(
+    rng_key,
+    x,
+    *,
+    n_components: int,
+    covariance_type: str,
+    prior: Prior,
+    init: GMMParams,
+    sample_weight=None,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    num_chains: int = 4,
+    chain_method: str = "auto",
+    dense_mass: bool = False,
+    target_accept: float = 0.8,
+    max_tree_depth: int = 10,
+    init_jitter: float = 0.05,
+    progress_bar: bool = False,
+) -> SamplerResult:
+    """Sample the posterior of the Gaussian mixture with NUTS, warm-started at ``init``.
+
+    Parameters
+    ----------
+    rng_key : jax PRNG key
+    x : array-like of shape (n_samples, n_features), finite
+    n_components : int
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    prior : Prior
+        The prior (data units; defaults resolved from ``x`` and ``sample_weight``).
+    init : GMMParams
+        Start of every chain in data units, without batch axes (normally the MAP,
+        ``fit_map(...).params``). Weights are clipped to at least ``1e-4`` and renormalised;
+        with ``prior.ordered_means`` the components are sorted by their first-feature mean.
+    sample_weight : array-like of shape (n_samples,), optional
+    num_warmup, num_samples : int
+        Warm-up (step size and mass matrix adaptation) and kept draws per chain.
+    num_chains : int, default=4
+    chain_method : {"auto", "vectorized", "parallel", "sequential"}
+        ``"sequential"`` runs the chains one by one in one program; ``"vectorized"`` vmaps them
+        (every step then waits for the chain with the longest trajectory, and the batched
+        while-loops of NUTS take longer to compile); ``"parallel"`` maps them over devices with
+        ``pmap`` (falls back to ``"sequential"`` with a warning when there are fewer devices
+        than chains). ``"auto"`` (default): ``"sequential"`` on a CPU, where it compiles and
+        runs faster, ``"vectorized"`` on an accelerator.
+    dense_mass : bool, default=False
+        Adapt a dense (instead of diagonal) mass matrix.
+    target_accept : float in (0, 1), default=0.8
+        Target acceptance statistic of the step-size adaptation; raise it (0.9, 0.95) when there
+        are divergences.
+    max_tree_depth : int, default=10
+    init_jitter : float, default=0.05
+        Standard deviation of the independent Normal noise added to the start of each chain in
+        the standardised unconstrained space, so that chains are not identical.
+    progress_bar : bool, default=False
+        Show tqdm progress bars (disables the compiled-program cache for this call).
+
+    Returns
+    -------
+    SamplerResult
+        ``method="nuts"``; ``draws`` with leading axes ``(num_chains, num_samples)``.
+
+    Examples
+    --------
+    >>> import jax, numpy as np
+    >>> from bayesgmm import Prior
+    >>> from bayesgmm.infer import fit_map
+    >>> from bayesgmm.infer.nuts import run_nuts
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.concatenate([rng.normal(-3, 1, (50, 1)), rng.normal(3, 1, (50, 1))])
+    >>> m = fit_map(jax.random.PRNGKey(0), x, n_components=2, covariance_type="diag", prior=Prior())
+    >>> r = run_nuts(jax.random.PRNGKey(1), x, n_components=2, covariance_type="diag",
+    ...              prior=Prior(), init=m.params, num_warmup=100, num_samples=50, num_chains=2)
+    >>> r.draws.means.shape
+    (2, 50, 2, 1)
+    """
+    num_warmup = _check_int("num_warmup", num_warmup, 0)
+    num_samples = _check_int("num_samples", num_samples, 1)
+    num_chains = _check_int("num_chains", num_chains, 1)
+    max_tree_depth = _check_int("max_tree_depth", max_tree_depth, 1)
+    if chain_method not in CHAIN_METHODS:
+        raise ValueError(
+            f"chain_method={chain_method!r} is not supported; use one of "
+            f"{', '.join(repr(c) for c in CHAIN_METHODS)}."
+        )
+    if not (isinstance(target_accept, (float, int)) and 0.0 < float(target_accept) < 1.0):
+        raise ValueError(f"target_accept must be a number in (0, 1), got {target_accept!r}.")
+    if not (isinstance(init_jitter, (float, int)) and math.isfinite(init_jitter) and init_jitter >= 0):
+        raise ValueError(f"init_jitter must be a finite number >= 0, got {init_jitter!r}.")
+    if not isinstance(dense_mass, (bool, np.bool_)):
+        raise TypeError(f"dense_mass must be a bool, got {dense_mass!r}.")
+    if chain_method == "auto":
+        chain_method = "sequential" if jax.default_backend() == "cpu" else "vectorized"
+    if chain_method == "parallel" and jax.local_device_count() < num_chains:
+        import warnings
+
+        warnings.warn(
+            f"chain_method='parallel' needs {num_chains} devices but JAX sees "
+            f"{jax.local_device_count()}; running the chains sequentially instead "
+            "(use chain_method='vectorized' to run them together on one device).",
+            UserWarning,
+            stacklevel=2,
+        )
+        chain_method = "sequential"
+
+    t_start = time.perf_counter()
+    problem = _prepare(x, n_components, covariance_type, prior, init, sample_weight, "run_nuts")
+    transforms = _site_transforms(problem)
+    args = (
+        {name: problem.init_sites[name] for name in transforms},
+        rng_key,
+        np.asarray(init_jitter, problem.dtype),
+        problem.data,
+        np.asarray(problem.shift, problem.dtype),
+        np.asarray(problem.scale, problem.dtype),
+    )
+
+    cfg = NUTSConfig(problem.k, covariance_type, num_chains, chain_method, num_warmup, num_samples,
+                     bool(dense_mass), float(target_accept), max_tree_depth)
+    cache_key = None if progress_bar else program_key("nuts", cfg, args)
+    t0 = time.perf_counter()
+
+    execute, cache_hit = cached_program(
+        cache_key, lambda: _compile_run(cfg, transforms, progress_bar, args)
+    )
+    t_compile = time.perf_counter() - t0
+
+    t_call = time.perf_counter()
+    out = jax.block_until_ready(execute(*args))
+    t_run = time.perf_counter() - t_call
+    last_state, pe0, warm_steps, draws, lp_std, stats = out
+    stats = NUTSStats(*stats)
+    t_warm, t_sample = _split_times(t_run, warm_steps, stats.num_steps, chain_method)
+    if not np.all(np.isfinite(np.asarray(pe0))):
+        raise ValueError(
+            "The log posterior is not finite at the start of some chain: init must be a valid "
+            "parameter value for this prior (e.g. the MAP of the same prior); or lower "
+            "init_jitter."
+        )
+
+    t0 = time.perf_counter()
+    draws = jax.tree_util.tree_map(np.asarray, draws)
+    sample_stats = _nuts_stats(draws, lp_std, stats, problem.scale, problem.total_weight)
+    t_post = time.perf_counter() - t0
+    info = {
+        "compile_seconds": t_compile,
+        "warmup_seconds": t_warm,
+        "sampling_seconds": t_sample,
+        "postprocess_seconds": t_post,
+        "total_seconds": time.perf_counter() - t_start,
+        "cache_hit": bool(cache_hit),
+        "n_divergent": int(sample_stats["diverging"].sum()),
+        "chain_method": chain_method,
+        "dense_mass": bool(dense_mass),
+        "target_accept": float(target_accept),
+        "max_tree_depth": max_tree_depth,
+        "init_jitter": float(init_jitter),
+        "inverse_mass_matrix": jax.tree_util.tree_map(
+            np.asarray, _numpyro.state_inverse_mass_matrix(last_state)
+        ),
+    }
+    return SamplerResult(
+        draws=draws,
+        sample_stats=sample_stats,
+        method="nuts",
+        info=info,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        prior=problem.rprior,
+        shift=problem.shift,
+        scale=problem.scale,
+        state=last_state,
+    )
+
+
+def _extension_setup(result: SamplerResult, x, sample_weight, num_samples) -> tuple[NUTSConfig, _Problem]:
+    """The configuration of a run to be continued for ``num_samples`` draws, and its problem
+    (started at the run's last draw of chain 0, which only fixes the site shapes)."""
+    draws = result.draws
+    ct = draws.covariance_type
+    k, d = int(draws.means.shape[-2]), int(draws.means.shape[-1])
+    x64 = np.asarray(x, dtype=np.float64)
+    if x64.ndim != 2 or x64.shape[1] != d:
+        raise ValueError(f"x must have shape (n_samples, {d}) like the run's data, got {x64.shape}.")
+    if not np.all(np.isfinite(x64)):
+        raise ValueError("x contains NaN or infinite values; remove or impute them first.")
+    dtype = default_dtype()
+    w64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+    if w64 is not None and w64.shape != (x64.shape[0],):
+        raise ValueError(f"sample_weight must have shape ({x64.shape[0]},), got {w64.shape}.")
+    shift, scale = np.asarray(result.shift, np.float64), np.asarray(result.scale, np.float64)
+    rprior = result.prior
+    zprior = rprior.affine(jnp.asarray(shift, dtype), jnp.asarray(scale, dtype))
+    z = jnp.asarray((x64 - shift) / scale, dtype)
+    w = None if w64 is None else jnp.asarray(w64, dtype)
+    total_weight = float(x64.shape[0] if w64 is None else w64.sum())
+    last = jax.tree_util.tree_map(lambda a: np.asarray(a[0, -1], np.float64), draws)
+    sites = _std_sites(last, shift, scale, dtype, rprior.ordered_means)
+    problem = _Problem(z, w, zprior, rprior, shift, scale, total_weight, sites, k, d, ct, dtype)
+    info = dict(result.info)
+    cfg = NUTSConfig(k, ct, int(result.num_chains), info.get("chain_method", "vectorized"),
+                     int(result.num_warmup), num_samples, bool(info.get("dense_mass", False)),
+                     float(info.get("target_accept", 0.8)), int(info.get("max_tree_depth", 10)))
+    return cfg, problem
+
+
+def _state_template(flat: FlatState, cfg: NUTSConfig, transforms, data):
+    """The abstract NUTS state (all chains) that the installed NumPyro builds for this problem,
+    with the position shapes of the saved state ``flat``."""
+    chains = _chains(cfg)
+    z0 = {}
+    for name in transforms:
+        saved = flat.leaves[flat.paths.index(_numpyro.position_path(name))]
+        z0[name] = jnp.zeros((cfg.num_chains,) + tuple(np.shape(saved))[1:], jnp.result_type(data["x"]))
+    keys = jax.random.split(jax.random.key(0), cfg.num_chains)
+    return jax.eval_shape(jax.vmap(chains.init_one, in_axes=(0, 0, None)), z0, keys, data)
+
+
+def extend_nuts(
+    result: SamplerResult, x, *, sample_weight=None, num_samples: int = 500, progress_bar: bool = False,
+) -> SamplerResult:
+    """Continue the chains of a NUTS run for ``num_samples`` more draws, without a new warm-up.
+
+    Every chain restarts from its final state in ``result.state`` with the step size and mass
+    matrix adapted in the original warm-up. On CPU the continuation is exact: a run of
+    ``num_warmup`` + ``S1`` draws extended by ``S2`` gives bit-identical draws and statistics to
+    one run of ``num_warmup`` + ``S1 + S2`` draws with the same key (both apply the same compiled
+    transition to the same state and PRNG key). Runs with ``chain_method="parallel"`` continue
+    chain by chain on one device (the same transitions; equal up to floating-point rounding).
+
+    Parameters
+    ----------
+    result : SamplerResult
+        A NUTS result with ``state`` (from :func:`run_nuts`, an earlier ``extend_nuts``, or a
+        loaded :class:`~bayesgmm.Posterior`).
+    x : array-like of shape (n_samples, n_features)
+        The same data the run was conditioned on.
+    sample_weight : array-like of shape (n_samples,), optional
+        The same weights as the run (None if it had none).
+    num_samples : int, default=500
+        Additional draws per chain.
+    progress_bar : bool, default=False
+
+    Returns
+    -------
+    SamplerResult
+        The new draws only (``num_samples`` per chain), their statistics and the new final
+        ``state``; ``num_warmup`` is the original one.
+    """
+    if getattr(result, "method", None) != "nuts" or getattr(result, "state", None) is None:
+        raise ValueError(
+            "only a NUTS run with its final sampler state can be extended (VI draws are "
+            "independent: draw more from the fit instead, or run NUTS)."
+        )
+    num_samples = _check_int("num_samples", num_samples, 1)
+    t_start = time.perf_counter()
+    cfg, problem = _extension_setup(result, x, sample_weight, num_samples)
+    transforms = _site_transforms(problem)
+    data, shift, scale = problem.data, problem.shift, problem.scale
+    dtype = default_dtype()
+    state = result.state
+    if isinstance(state, FlatState):
+        state = unflatten_state(state, _state_template(state, cfg, transforms, data))
+    state = jax.tree_util.tree_map(jnp.asarray, state)
+    state_dtype = jnp.result_type(_numpyro.state_potential_energy(state))
+    if state_dtype != dtype:
+        raise ValueError(
+            f"the run was sampled in {np.dtype(state_dtype).name} but JAX now computes in "
+            f"{np.dtype(dtype).name}; extend it with the same setting of jax_enable_x64."
+        )
+    info = dict(result.info)
+    args = (state, data, jnp.asarray(shift, dtype), jnp.asarray(scale, dtype))
+    cache_key = None if progress_bar else program_key("nuts-extension", cfg, args)
+    t0 = time.perf_counter()
+    execute, cache_hit = cached_program(
+        cache_key, lambda: _compile_extension(cfg, transforms, progress_bar, args)
+    )
+    t_compile = time.perf_counter() - t0
+    t_call = time.perf_counter()
+    last_state, new_draws, lp_std, stats = jax.block_until_ready(execute(*args))
+    stats = NUTSStats(*stats)
+    t_sample = time.perf_counter() - t_call
+    t0 = time.perf_counter()
+    new_draws = jax.tree_util.tree_map(np.asarray, new_draws)
+    sample_stats = _nuts_stats(new_draws, lp_std, stats, scale, problem.total_weight)
+    t_post = time.perf_counter() - t0
+    info.update(
+        compile_seconds=t_compile, warmup_seconds=0.0, sampling_seconds=t_sample,
+        postprocess_seconds=t_post, total_seconds=time.perf_counter() - t_start,
+        cache_hit=bool(cache_hit), n_divergent=int(sample_stats["diverging"].sum()),
+    )
+    return SamplerResult(
+        draws=new_draws, sample_stats=sample_stats, method="nuts", info=info,
+        num_warmup=int(result.num_warmup), num_samples=num_samples, num_chains=cfg.num_chains,
+        prior=result.prior, shift=shift, scale=scale, state=last_state,
+    )

@@ -1,0 +1,189 @@
+"""The sampling problem: checked inputs, standardised data and prior, the start, the site transforms.
+
+Both samplers (:mod:`bayesgmm.infer.nuts`, :mod:`bayesgmm.infer.svi`) run the NumPyro model
+:func:`bayesgmm.models.gmm_model` on *standardised* data (the per-feature affine map of
+:mod:`bayesgmm.infer._standardize`, under which the model is equivariant, with the prior mapped
+along). This module validates their inputs and builds that common set-up -- a :class:`_Problem`
+(:func:`_prepare`): the standardised data and weights, the resolved prior in data and in
+standardised units, and the start as the model's constrained site values -- together with the
+bijections between the model's unconstrained space and its sites (:func:`_site_transforms`,
+:func:`_constrain`) and the final check that a sampler's draws are finite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro import handlers
+from numpyro.distributions import biject_to
+
+from ..core.params import GMMParams, check_covariance_type
+from ..core.prior import Prior, ResolvedPrior, resolve_prior
+from ..models.gmm import gmm_model, sample_from_params
+from ._standardize import standardisation, to_std
+from .map_em import default_dtype
+
+#: Weights of the start are clipped to at least this (then renormalised): a component emptied by a
+#: sparse prior has weight exactly 0, which is -inf in the unconstrained (stick-breaking) space.
+_MIN_INIT_WEIGHT = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class _Problem:
+    """One sampling problem in standardised units (what both samplers run on)."""
+
+    z: Any  # standardised data, (N, D) in dtype
+    w: Any  # sample weights in dtype or None
+    zprior: ResolvedPrior  # the prior in standardised units
+    rprior: ResolvedPrior  # the prior in data units
+    shift: np.ndarray  # the standardisation (x - shift) / scale, float64
+    scale: np.ndarray
+    total_weight: float
+    init_sites: dict  # constrained site values of the start, standardised units
+    k: int
+    d: int
+    covariance_type: str
+    dtype: Any
+
+    @property
+    def data(self) -> dict:
+        """The model's data arguments: ``{"x", "prior", "sample_weight"}`` (standardised)."""
+        return {"x": self.z, "prior": self.zprior, "sample_weight": self.w}
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _prepare(x, n_components, covariance_type, prior, init, sample_weight, caller) -> _Problem:
+    """Check the inputs of a sampler and build its :class:`_Problem` (``caller`` names it in errors)."""
+    check_covariance_type(covariance_type)
+    k = _check_int("n_components", n_components, 1)
+    if not isinstance(prior, Prior):
+        raise TypeError(
+            f"{caller} needs a proper prior: pass prior=bayesgmm.Prior(...) (got {prior!r}); "
+            "maximum likelihood (prior=None) is only available for the MAP/EM fit."
+        )
+    x64 = np.asarray(x, dtype=np.float64)
+    if x64.ndim != 2 or x64.shape[0] < 1:
+        raise ValueError(f"x must have shape (n_samples, n_features), got {x64.shape}.")
+    if not np.all(np.isfinite(x64)):
+        raise ValueError("x contains NaN or infinite values; remove or impute them first.")
+    n, d = x64.shape
+    if sample_weight is None:
+        w64 = np.ones(n)
+    else:
+        w64 = np.asarray(sample_weight, dtype=np.float64)
+        if w64.shape != (n,):
+            raise ValueError(f"sample_weight must have shape ({n},), got {w64.shape}.")
+        if not np.all(np.isfinite(w64)) or np.any(w64 < 0) or w64.sum() <= 0:
+            raise ValueError("sample_weight must be finite, >= 0 and not all zero.")
+    dtype = default_dtype()
+    # resolved and mapped in float64 on the host (data units never pass through float32)
+    rprior = resolve_prior(prior, x64, k, covariance_type, w64, "host")
+    shift, scale = standardisation(x64, w64, covariance_type)
+    # host arrays of the compute dtype (jnp.asarray would compile a small program per shape)
+    np_dtype = np.dtype(dtype)
+    zprior = jax.tree_util.tree_map(lambda a: np.asarray(a, np_dtype), rprior.affine(shift, scale))
+    z = jax.device_put(((x64 - shift) / scale).astype(np_dtype))
+    w = None if sample_weight is None else jax.device_put(w64.astype(np_dtype))
+
+    init = _check_init(init, k, d, covariance_type)
+    if prior.ordered_means:  # the ordered model's support: increasing first-feature means
+        init = _permute_components(init, np.argsort(init.means[:, 0], kind="stable"))
+    wts = np.maximum(init.weights, _MIN_INIT_WEIGHT)
+    init = init.replace(weights=wts / wts.sum())
+    sites = _std_sites(init, shift, scale, dtype, prior.ordered_means)
+    return _Problem(z, w, zprior, rprior, shift, scale, float(w64.sum()), sites, k, d,
+                    covariance_type, dtype)
+
+
+def _std_sites(params: GMMParams, shift, scale, dtype, ordered_means) -> dict:
+    """Constrained site values of ``params`` (data units, no batch axes) in standardised units."""
+    init_z = jax.tree_util.tree_map(lambda a: np.asarray(a, np.dtype(dtype)), to_std(params, shift, scale))
+    sites = sample_from_params(init_z, ordered_means=ordered_means)  # host arrays: nothing compiled
+    if params.means.shape[-1] == 1:
+        sites.pop("corr_chol", None)  # a deterministic site for D == 1
+    return sites
+
+
+def _check_init(init, k, d, covariance_type) -> GMMParams:
+    """``init`` as float64 numpy, after checking that it is a finite start of the right shapes."""
+    if not isinstance(init, GMMParams):
+        raise TypeError(
+            "init must be a GMMParams in data units (e.g. fit_map(...).params), "
+            f"got {type(init).__name__}."
+        )
+    if init.covariance_type != covariance_type:
+        raise ValueError(
+            f"init has covariance_type={init.covariance_type!r}, expected {covariance_type!r}."
+        )
+    init = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), init)
+    if init.means.shape != (k, d):
+        raise ValueError(
+            f"init.means has shape {init.means.shape}; expected ({k}, {d}) (no batch axes)."
+        )
+    leaves = jax.tree_util.tree_leaves(init)
+    if not all(np.all(np.isfinite(a)) for a in leaves):
+        raise ValueError("init contains non-finite values.")
+    if np.any(init.weights < 0) or np.any(init.scales <= 0):
+        raise ValueError("init must have weights >= 0 and scales > 0.")
+    return init
+
+
+def _permute_components(p: GMMParams, order) -> GMMParams:
+    """``p`` (numpy, no batch axes) with its components in the given order."""
+    ct = p.covariance_type
+    return p.replace(
+        weights=p.weights[order],
+        means=p.means[order],
+        scales=p.scales if ct == "tied" else p.scales[order],
+        corr_chol=p.corr_chol[order] if ct == "full" else p.corr_chol,
+    )
+
+
+def _site_transforms(problem: _Problem) -> dict:
+    """``{site: bijection unconstrained -> support}`` for the latent sites of the model."""
+    model = partial(gmm_model, n_components=problem.k, covariance_type=problem.covariance_type)
+    supports = {}
+
+    def trace(init_sites, zprior):
+        # substitute the start so that nothing is sampled; traced abstractly (eval_shape), since
+        # run eagerly the distributions' constructors and checks compile dozens of small programs
+        tr = handlers.trace(handlers.substitute(model, data=init_sites)).get_trace(
+            x=None, prior=zprior, n_features=problem.d
+        )
+        for name, site in tr.items():
+            if site["type"] == "sample" and not site["is_observed"]:
+                supports[name] = site["fn"].support  # parameter-free constraints (static)
+        return 0
+
+    jax.eval_shape(trace, problem.init_sites, problem.zprior)
+    return {name: biject_to(support) for name, support in supports.items()}
+
+
+def _constrain(transforms, u):
+    """Constrained site values and ``sum log|det J|`` of one unconstrained point ``u``."""
+    out, ladj = {}, 0.0
+    for name, t in transforms.items():
+        v = t(u[name])
+        out[name] = v
+        ladj = ladj + jnp.sum(t.log_abs_det_jacobian(u[name], v))
+    return out, ladj
+
+
+def _check_finite_draws(draws: GMMParams, lp, method, fix):
+    """Raise ``FloatingPointError`` (suggesting ``fix``) if a draw or a log posterior is not finite."""
+    leaves = jax.tree_util.tree_leaves(draws)
+    if not all(np.all(np.isfinite(a)) for a in leaves) or (lp is not None and not np.all(np.isfinite(lp))):
+        raise FloatingPointError(
+            f"{method} produced non-finite draws (a covariance became singular or a weight "
+            f"vanished); {fix}, or rescale the data."
+        )

@@ -6,6 +6,7 @@ programs are compiled once per shape and reused (the runner caches them), so the
 calibration pays one compilation.
 """
 
+import dataclasses
 import itertools
 
 from bayesgmm import _arviz
@@ -396,3 +397,61 @@ def test_vi_bad_arguments(problem, kw, err, match):
 
 def test_guides_listed():
     assert set(GUIDES) == {"normal", "multivariate_normal", "low_rank", "delta"}
+
+
+# ----------------------------------------------------------------------------------------------
+# ordered means: sampled unordered and sorted (exchangeable prior), constrained otherwise
+# ----------------------------------------------------------------------------------------------
+def _ordered_problem():
+    rng = np.random.default_rng(3)
+    # two clusters apart in the second feature, with nearly equal first-feature means
+    x = np.concatenate([rng.normal([0.0, -2.0], 0.5, (40, 2)), rng.normal([0.1, 2.0], 0.5, (40, 2))])
+    return x
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "spherical"])
+def test_ordered_prior_is_sampled_unordered_and_sorted(covariance_type):
+    from bayesgmm.infer.nuts import extend_nuts
+    from bayesgmm.infer.problem import _fold_draws
+
+    x = _ordered_problem()
+    prior = Prior(weight_concentration=2.0, ordered_means=True)
+    fit = fit_map(jax.random.PRNGKey(0), x, n_components=2, covariance_type=covariance_type, prior=prior)
+    run = dict(n_components=2, covariance_type=covariance_type, prior=prior, init=fit.params,
+               num_warmup=150, num_samples=100, num_chains=2)
+    r = run_nuts(jax.random.PRNGKey(1), x, **run)
+    assert "means" in r.state.z and "means_first" not in r.state.z  # the unordered model ran
+    assert np.all(np.diff(r.draws.means[..., 0], axis=-1) >= 0)  # every draw in the ordered labelling
+    # each draw's components moved whole: the lp is the ordered log posterior of the sorted draw
+    with jax.enable_x64(True):
+        for c, s in [(0, 0), (1, 99)]:
+            draw = r.draws[c, s].astype(np.float64)
+            ref = float(log_posterior(draw, x, prior))
+            np.testing.assert_allclose(r.sample_stats["lp"][c, s], ref, rtol=2e-5)
+    # the fold is a permutation of components: sorting twice changes nothing, a shuffled copy sorts back
+    np.testing.assert_array_equal(_fold_draws(r.draws).means, r.draws.means)
+    back = _fold_draws(r.draws.take_components(np.array([1, 0])))
+    for name in ("weights", "means", "scales", "corr_chol"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(r.draws, name))
+    ext = extend_nuts(r, x, num_samples=20)
+    assert np.all(np.diff(ext.draws.means[..., 0], axis=-1) >= 0)
+
+
+def test_ordered_prior_with_unequal_weight_concentrations_keeps_the_constrained_sampler():
+    """Sorting gives the ordered posterior only for an exchangeable prior; otherwise the ordered
+    model itself is sampled. A run on the ordered model (as saved before the change) extends on it."""
+    from bayesgmm.infer.nuts import extend_nuts
+    from bayesgmm.core.prior import resolve_prior
+
+    x = _ordered_problem()
+    prior = Prior(weight_concentration=[2.0, 3.0], ordered_means=True)
+    fit = fit_map(jax.random.PRNGKey(0), x, n_components=2, covariance_type="diag", prior=prior)
+    r = run_nuts(jax.random.PRNGKey(1), x, n_components=2, covariance_type="diag", prior=prior,
+                 init=fit.params, num_warmup=100, num_samples=50, num_chains=2)
+    assert "means_first" in r.state.z
+    assert np.all(np.diff(r.draws.means[..., 0], axis=-1) >= 0)
+    # an old run: the ordered model's state under an exchangeable prior continues on that model
+    exchangeable = resolve_prior(Prior(weight_concentration=2.0, ordered_means=True), x, 2, "diag", None, "host")
+    ext = extend_nuts(dataclasses.replace(r, prior=exchangeable), x, num_samples=10)
+    assert "means_first" in ext.state.z
+    assert np.all(np.diff(ext.draws.means[..., 0], axis=-1) >= 0)

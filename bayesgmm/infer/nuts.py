@@ -30,7 +30,8 @@ from ..models.gmm import gmm_model, params_from_sample
 from ._standardize import from_std, log_jacobian
 from .map_em import default_dtype
 from .problem import (
-    _check_finite_draws, _check_int, _constrain, _prepare, _Problem, _site_transforms, _std_sites,
+    _check_finite_draws, _check_int, _constrain, _fold_draws, _folds, _prepare, _Problem,
+    _site_transforms, _std_sites,
 )
 from .programs import cached_program, nuts_compile_options, program_key
 from .state import FlatState, SamplerResult, unflatten_state
@@ -416,6 +417,8 @@ def run_nuts(
 
     t0 = time.perf_counter()
     draws = jax.tree_util.tree_map(np.asarray, draws)
+    if problem.fold:
+        draws = _fold_draws(draws)
     sample_stats = _nuts_stats(draws, lp_std, stats, problem.scale, problem.total_weight)
     t_post = time.perf_counter() - t0
     info = {
@@ -468,17 +471,28 @@ def _extension_setup(result: SamplerResult, x, sample_weight, num_samples) -> tu
     shift, scale = np.asarray(result.shift, np.float64), np.asarray(result.scale, np.float64)
     rprior = result.prior
     zprior = rprior.affine(jnp.asarray(shift, dtype), jnp.asarray(scale, dtype))
+    # a run saved before ordered priors were sampled unordered continues on the ordered model
+    fold = _folds(rprior) and not _has_site(result.state, "means_first")
+    if fold:
+        zprior = zprior.replace(ordered_means=False)
     z = jnp.asarray((x64 - shift) / scale, dtype)
     w = None if w64 is None else jnp.asarray(w64, dtype)
     total_weight = float(x64.shape[0] if w64 is None else w64.sum())
     last = jax.tree_util.tree_map(lambda a: np.asarray(a[0, -1], np.float64), draws)
-    sites = _std_sites(last, shift, scale, dtype, rprior.ordered_means)
-    problem = _Problem(z, w, zprior, rprior, shift, scale, total_weight, sites, k, d, ct, dtype)
+    sites = _std_sites(last, shift, scale, dtype, zprior.ordered_means)
+    problem = _Problem(z, w, zprior, rprior, shift, scale, total_weight, sites, k, d, ct, dtype, fold)
     info = dict(result.info)
     cfg = NUTSConfig(k, ct, int(result.num_chains), info.get("chain_method", "vectorized"),
                      int(result.num_warmup), num_samples, bool(info.get("dense_mass", False)),
                      float(info.get("target_accept", 0.8)), int(info.get("max_tree_depth", 10)))
     return cfg, problem
+
+
+def _has_site(state, site: str) -> bool:
+    """Whether a NUTS state (live or a :class:`FlatState`) has a position for ``site``."""
+    if isinstance(state, FlatState):
+        return _numpyro.position_path(site) in state.paths
+    return site in _numpyro.state_position(state)
 
 
 def _state_template(flat: FlatState, cfg: NUTSConfig, transforms, data):
@@ -559,6 +573,8 @@ def extend_nuts(
     t_sample = time.perf_counter() - t_call
     t0 = time.perf_counter()
     new_draws = jax.tree_util.tree_map(np.asarray, new_draws)
+    if problem.fold:
+        new_draws = _fold_draws(new_draws)
     sample_stats = _nuts_stats(new_draws, lp_std, stats, scale, problem.total_weight)
     t_post = time.perf_counter() - t0
     info.update(

@@ -49,6 +49,8 @@ class _Problem:
     d: int
     covariance_type: str
     dtype: Any
+    #: the ordered prior is sampled as the unordered one and the draws sorted (:func:`_folds`)
+    fold: bool = False
 
     @property
     def data(self) -> dict:
@@ -92,6 +94,9 @@ def _prepare(x, n_components, covariance_type, prior, init, sample_weight, calle
     # host arrays of the compute dtype (jnp.asarray would compile a small program per shape)
     np_dtype = np.dtype(dtype)
     zprior = jax.tree_util.tree_map(lambda a: np.asarray(a, np_dtype), rprior.affine(shift, scale))
+    fold = _folds(rprior)
+    if fold:
+        zprior = zprior.replace(ordered_means=False)
     z = jax.device_put(((x64 - shift) / scale).astype(np_dtype))
     w = None if sample_weight is None else jax.device_put(w64.astype(np_dtype))
 
@@ -100,9 +105,53 @@ def _prepare(x, n_components, covariance_type, prior, init, sample_weight, calle
         init = _permute_components(init, np.argsort(init.means[:, 0], kind="stable"))
     wts = np.maximum(init.weights, _MIN_INIT_WEIGHT)
     init = init.replace(weights=wts / wts.sum())
-    sites = _std_sites(init, shift, scale, dtype, prior.ordered_means)
+    sites = _std_sites(init, shift, scale, dtype, zprior.ordered_means)
     return _Problem(z, w, zprior, rprior, shift, scale, float(w64.sum()), sites, k, d,
-                    covariance_type, dtype)
+                    covariance_type, dtype, fold)
+
+
+def _folds(rprior: ResolvedPrior) -> bool:
+    """Whether the samplers run an ``ordered_means`` prior as the unordered model and sort each draw.
+
+    The ordered posterior is the unordered one restricted to increasing first-feature means. In
+    the unconstrained space of NumPyro's ordered transform, ``(m_1, log(m_2 - m_1), ...)``, that
+    region's boundary ``m_j = m_{j+1}`` lies infinitely far away, so when two components' first
+    means are not well separated the ordered posterior falls into pieces (which cluster is
+    component 1) that no chain can move between: a chain started at the MAP samples only the
+    MAP's piece, its intervals are too narrow, and the approach to the boundary diverges. With an
+    exchangeable prior (the same weight concentration for every component; every other prior
+    value is shared by the components) the unordered posterior is invariant under permuting the
+    components, and sorting the components of its draws by their first-feature mean gives exactly
+    the ordered posterior -- for a chain confined to one labelling just as for one that switches
+    labels. Simulation-based calibration (``bench/sbc.py``, bench/VALIDATION.md) fails for the
+    constrained sampler and passes for this one. A non-exchangeable prior keeps the constrained
+    sampler (sorting would not give its posterior).
+    """
+    if not rprior.ordered_means:
+        return False
+    wc = np.asarray(rprior.weight_concentration, np.float64).reshape(-1)
+    return bool(np.all(wc == wc[0]))
+
+
+def _fold_draws(draws: GMMParams) -> GMMParams:
+    """Draws (numpy, any leading batch axes) with the components of each sorted by the first
+    feature's mean (the ordered model's labelling)."""
+    order = np.argsort(draws.means[..., 0], axis=-1, kind="stable")  # (..., K)
+    ct = draws.covariance_type
+    scales = draws.scales
+    if ct in ("full", "diag"):
+        scales = np.take_along_axis(scales, order[..., None], -2)
+    elif ct == "spherical":
+        scales = np.take_along_axis(scales, order, -1)
+    corr_chol = draws.corr_chol
+    if ct == "full":
+        corr_chol = np.take_along_axis(corr_chol, order[..., None, None], -3)
+    return draws.replace(
+        weights=np.take_along_axis(draws.weights, order, -1),
+        means=np.take_along_axis(draws.means, order[..., None], -2),
+        scales=scales,
+        corr_chol=corr_chol,
+    )
 
 
 def _std_sites(params: GMMParams, shift, scale, dtype, ordered_means) -> dict:

@@ -34,7 +34,7 @@ from ..core.params import GMMParams
 from ..core.prior import Prior
 from ..models.gmm import gmm_model, params_from_sample
 from ._standardize import from_std, log_jacobian
-from .problem import _check_finite_draws, _check_int, _prepare
+from .problem import _check_finite_draws, _check_int, _fold_draws, _prepare
 from .programs import cached_program, program_key, svi_compile_options
 from .state import SamplerResult
 
@@ -243,6 +243,8 @@ def run_svi(
             "batch_size, or start from the MAP."
         )
     draws = jax.tree_util.tree_map(np.asarray, draws)
+    if problem.fold:
+        draws = _fold_draws(draws)
     if lp_z is not None:
         offset = log_jacobian(draws[0, 0], problem.scale, problem.total_weight, True)
         lp = np.asarray(lp_z, np.float64) + offset

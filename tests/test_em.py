@@ -280,14 +280,13 @@ def test_integer_sample_weights_equal_repeated_rows(prior, x64):
 
 def test_chunked_passes_match_a_single_block(x64):
     from bayesgmm.core.density import estep_stats, to_blocks
-    from bayesgmm.infer._standardize import to_std
 
     x, _ = _data("full", 3, 4, 1000, seed=14)
     kw = dict(n_components=3, prior=Prior(), tol=1e-8, max_iter=200)
     one = fit_map(jax.random.key(0), x, **kw)
     many = fit_map(jax.random.key(0), x, block_size=96, **kw)  # 11 blocks, last one padded
     # one pass over 11 padded blocks gives the single block's statistics up to float64 rounding
-    p = jax.tree_util.tree_map(jnp.asarray, to_std(one.params, one.shift, one.scale))
+    p = jax.tree_util.tree_map(jnp.asarray, one.params.standardise(one.shift, one.scale))
     z, w = jnp.asarray((x - one.shift) / one.scale), jnp.ones(x.shape[0])
     a, b = estep_stats(p, *to_blocks(z, w, 4096)), estep_stats(p, *to_blocks(z, w, 96))
     for name in ("nk", "t2", "loglik"):

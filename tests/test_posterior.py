@@ -200,6 +200,11 @@ def test_log_likelihood_group_equals_direct_computation(x64):
     covs = expected_full_covs(p)
     dens = sum(p.weights[k] * multivariate_normal(p.means[k], covs[k]).pdf(x) for k in range(K))
     np.testing.assert_allclose(ll[1, 7], np.log(dens), rtol=1e-10)
+    # of other points (what anomaly_probability uses for new data)
+    new = x[:30] * 1.5 - 20.0
+    direct_new = jax.vmap(jax.vmap(log_likelihood, (0, None)), (0, None))(raw, new)
+    np.testing.assert_allclose(post.pointwise_log_likelihood(new), np.asarray(direct_new), rtol=1e-10)
+    np.testing.assert_array_equal(post.pointwise_log_likelihood(x), post.pointwise_log_likelihood())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # Pareto k of these broad synthetic draws
         loo = post.loo()

@@ -36,6 +36,7 @@ from .init import init_params
 from .params import GMMParams
 
 __all__ = [
+    "default_dtype",
     "paused_gc",
     "component_bucket",
     "compile_profile",
@@ -58,6 +59,11 @@ _CPU_OPTIONS = {
     "cheap": {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0},
     "fast": {"xla_cpu_use_fusion_emitters": False},
 }
+
+
+def default_dtype():
+    """The float dtype of the compiled programs: float64 when JAX's x64 mode is on, else float32."""
+    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
 
 @contextlib.contextmanager

@@ -22,7 +22,8 @@ from sklearn.utils.validation import check_random_state
 
 from .. import _arviz
 from ..core.params import GMMParams, check_covariance_type
-from ._compute import DrawEvaluator, flatten_draws, log_jacobian, standardisation, standardise_params, to_numpy
+from ..core.units import log_jacobian, standardisation
+from ._compute import DrawEvaluator, flatten_draws
 from .relabel import RELABEL_METHODS, relabel as _relabel
 
 __all__ = ["Posterior", "PosteriorWarning"]
@@ -113,7 +114,7 @@ class Posterior:
                 f"one per row of x; got shape {self.sample_weight.shape}."
             )
 
-        raw = to_numpy(result.draws)
+        raw = result.draws.to_numpy()
         check_covariance_type(raw.covariance_type)
         if raw.means.ndim != 4:
             raise ValueError(
@@ -134,7 +135,7 @@ class Posterior:
                 "components."
             )
         self.raw_draws = raw
-        self.pivot = to_numpy(pivot)
+        self.pivot = pivot.to_numpy()
         self.method = str(getattr(result, "method", "nuts"))
         self.info = dict(getattr(result, "info", None) or {})
         self.num_chains, self.num_samples = (int(n) for n in raw.means.shape[:2])
@@ -274,8 +275,16 @@ class Posterior:
         return out
 
     # -- ArviZ -------------------------------------------------------------------------------------
-    def pointwise_log_likelihood(self) -> np.ndarray:
-        """``log p(x_n | theta_{c,s})``, ndarray of shape (chain, draw, n_samples) (cached)."""
+    def pointwise_log_likelihood(self, X=None) -> np.ndarray:
+        """``log p(x_n | theta_{c,s})``, ndarray of shape (chain, draw, n_samples).
+
+        Of the data the posterior was conditioned on (cached), or of the points ``X``
+        (array-like of shape (n_samples, n_features)) when given.
+        """
+        if X is not None:
+            X = self._check_X(X)
+            ll = self._evaluator(self.draws, X).pointwise_log_likelihood() + log_jacobian(self._scale)
+            return ll.reshape(self.num_chains, self.num_samples, -1)
         if getattr(self, "_pointwise", None) is None:
             ev = self._evaluator(self.draws, self.x)
             ll = ev.pointwise_log_likelihood() + log_jacobian(self._scale)
@@ -340,7 +349,7 @@ class Posterior:
     # -- predictive ---------------------------------------------------------------------------------
     def _evaluator(self, draws: GMMParams, X) -> DrawEvaluator:
         flat = flatten_draws(draws, 2)
-        return DrawEvaluator(standardise_params(flat, self._shift, self._scale), (X - self._shift) / self._scale)
+        return DrawEvaluator(flat.to_numpy().standardise(self._shift, self._scale), (X - self._shift) / self._scale)
 
     def _check_X(self, X):
         X = np.asarray(X, np.float64)

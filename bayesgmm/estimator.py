@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
+from . import criteria
 from ._compile_cache import enable_compilation_cache
 from ._validation import (
     check_data,
@@ -31,7 +32,7 @@ from ._validation import (
 from .core.density import _bucket, default_block_size, map_blocks, weighted_log_prob
 from .core.init import INIT_METHODS
 from .core.layouts import (
-    covariances_from_precisions, covariances_shape, full_covariances, standardise_covariances,
+    covariances_from_precisions, covariances_shape, full_covariances, n_parameters, standardise_covariances,
 )
 from .core.programs import component_bucket, compiler_options, default_dtype, first_call, paused_gc
 from .core.online import online_em_init, online_em_step
@@ -47,18 +48,6 @@ __all__ = ["GaussianMixture", "CollapsedComponentWarning"]
 
 class CollapsedComponentWarning(UserWarning):
     """A mixture component collapsed during EM and was pruned (see ``collapsed_components_``)."""
-
-
-def _n_parameters(covariance_type, k, d):
-    if covariance_type == "full":
-        cov = k * d * (d + 1) / 2.0
-    elif covariance_type == "diag":
-        cov = k * d
-    elif covariance_type == "tied":
-        cov = d * (d + 1) / 2.0
-    else:
-        cov = k
-    return int(cov + k * d + k - 1)
 
 
 def _score_rows(params: GMMParams, x):
@@ -856,31 +845,30 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return np.vstack(xs), y
 
     def _n_parameters(self):
-        return _n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
+        return n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
 
     def bic(self, X):
         """Bayesian information criterion at the fitted parameters (lower is better).
 
         ``-2 log p(X | theta) + n_parameters * log(n_samples)``, scikit-learn's sign convention
-        (mclust reports the negative). With a prior, ``theta`` is the MAP.
+        (mclust reports the negative). With a prior, ``theta`` is the MAP. See
+        :mod:`bayesgmm.criteria`.
         """
         X = self._check_X(X)
-        return float(-2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0]))
+        return criteria.bic(self.score(X) * X.shape[0], self._n_parameters(), X.shape[0])
 
     def aic(self, X):
         """Akaike information criterion ``-2 log p(X | theta) + 2 n_parameters`` (lower is better)."""
         X = self._check_X(X)
-        return float(-2 * self.score(X) * X.shape[0] + 2 * self._n_parameters())
+        return criteria.aic(self.score(X) * X.shape[0], self._n_parameters())
 
     def icl(self, X):
         """Integrated completed likelihood ``BIC + 2 * entropy`` of the responsibilities (lower is better).
 
         ``entropy = -sum_n sum_k r_nk log r_nk`` penalises overlapping components; scikit-learn's
-        sign like :meth:`bic` (see :func:`bayesgmm.selection.icl`; mclust reports the opposite sign).
+        sign like :meth:`bic` (see :mod:`bayesgmm.criteria`; mclust reports the opposite sign).
         """
-        from .selection import icl
-
-        return icl(self, X)
+        return criteria.icl(self.bic(X), self.predict_proba(X))
 
     def detect_anomalies(self, X, percentile=4.0, *, X_train=None):
         """Flag points whose log density falls below the ``percentile``-th percentile of the training data.

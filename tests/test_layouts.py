@@ -1,5 +1,5 @@
 """Layout conversions owned by GMMParams / bayesgmm.core.layouts, the standardisation of
-bayesgmm.core.units, each against an independent reference:
+bayesgmm.core.units and the criteria of bayesgmm.criteria, each against an independent reference:
 the per-type formulas, scikit-learn's conventions, autodiff determinants, direct densities."""
 
 import itertools
@@ -12,7 +12,7 @@ from conftest import true_mixture
 from sklearn.mixture import GaussianMixture as SKGaussianMixture
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
 
-from bayesgmm import GMMParams, Prior, log_posterior
+from bayesgmm import GaussianMixture, GMMParams, Prior, criteria, log_posterior
 from bayesgmm.core import layouts, units
 from bayesgmm.core.density import log_likelihood
 from bayesgmm.core.params import COVARIANCE_TYPES
@@ -92,9 +92,27 @@ def test_n_parameters_is_sklearns_count(ct, k, d):
     sk = SKGaussianMixture(k, covariance_type=ct)
     sk.means_ = np.zeros((k, d))
     expected = sk._n_parameters()
-    assert layouts.n_parameters(ct, k, d) == expected
+    assert layouts.n_parameters(ct, k, d) == criteria.n_parameters(ct, k, d) == expected
     w, m, c = true_mixture(ct, k, d, seed=3)
     assert GMMParams.from_covariances(w, m, c, ct, xp=np).n_parameters == expected
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_bic_aic_equal_sklearns_at_the_same_parameters(ct, x64):
+    w, m, c = true_mixture(ct, K, D, seed=4)
+    x = np.random.default_rng(4).normal(size=(150, D)) * 2.0 + m[0]
+    gm = GaussianMixture(K, covariance_type=ct, prior=None, random_state=0).fit(x)
+    sk = SKGaussianMixture(K, covariance_type=ct)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        setattr(sk, name, getattr(gm, name))
+    assert gm.bic(x) == pytest.approx(sk.bic(x), rel=1e-10)
+    assert gm.aic(x) == pytest.approx(sk.aic(x), rel=1e-10)
+    loglik = float(np.sum(gm.score_samples(x)))
+    assert criteria.bic(loglik, sk._n_parameters(), x.shape[0]) == pytest.approx(sk.bic(x), rel=1e-10)
+    r = gm.predict_proba(x)
+    entropy = -np.sum(r * np.log(np.maximum(r, 1e-300)))
+    assert gm.icl(x) == pytest.approx(gm.bic(x) + 2 * entropy, rel=1e-10)
+    assert criteria.assignment_entropy(np.eye(3)) == 0.0
 
 
 def test_covariances_from_precisions_inverts_each_layout():

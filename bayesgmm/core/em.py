@@ -37,11 +37,7 @@ __all__ = [
     "em_step",
     "m_step",
     "objective",
-    "TRACE_COUNTS",
 ]
-
-#: Number of times each jitted EM program has been traced (compiled); used by tests.
-TRACE_COUNTS = {"em_start": 0, "em_continue": 0}
 
 #: Iterations run per jitted call; longer fits run several segments (no recompilation).
 SEGMENT = 128
@@ -388,12 +384,7 @@ def sort_components(params: GMMParams, mask=None) -> GMMParams:
     if mask is not None:
         key = jnp.where(mask, key, jnp.inf)
     order = jnp.argsort(key, axis=-1)
-    return permute_components(params, order)
-
-
-def permute_components(params: GMMParams, order) -> GMMParams:
-    """Apply a component permutation ``order`` (K,) to every per-component field."""
-    return params.take_components(order)
+    return params.permute(order)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from test_relabel import apply_permutations, make_pivot, synthetic_draws
 from bayesgmm.core.density import log_likelihood, responsibilities
 from bayesgmm.core.params import COVARIANCE_TYPES, GMMParams
 from bayesgmm import _arviz
-from bayesgmm.posterior import Posterior, PosteriorWarning
+from bayesgmm.posterior import Posterior, PosteriorWarning, relabel
 
 K, D = 3, 2
 
@@ -392,5 +392,12 @@ def test_nan_draws_raise_an_explained_error():
 def test_bad_sample_weight_raises():
     pivot = make_pivot("diag", seed=33)
     raw = synthetic_draws(pivot, chains=1, draws=5, seed=34)
-    with pytest.raises(ValueError, match="sample_weight must hold 20"):
-        Posterior(make_result(raw), data_for("diag", n=20, seed=33), pivot, sample_weight=np.ones(19))
+    x = data_for("diag", n=20, seed=33)
+    with pytest.raises(ValueError, match=r"sample_weight has shape \(19,\); expected \(20,\)"):
+        Posterior(make_result(raw), x, pivot, sample_weight=np.ones(19))
+    w = np.ones(20)
+    w[3] = -1.0
+    for call in (lambda: Posterior(make_result(raw), x, pivot, sample_weight=w),
+                 lambda: relabel(raw, pivot, "stephens", x=x, sample_weight=w)):
+        with pytest.raises(ValueError, match="sample_weight has 1 negative value"):  # the one validator
+            call()

@@ -21,6 +21,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_random_state
 
 from .. import _arviz
+from .._validation import check_sample_weight
 from ..core.params import GMMParams, check_covariance_type
 from ..core.units import log_jacobian, standardisation
 from ._compute import DrawEvaluator, flatten_draws
@@ -102,17 +103,9 @@ class Posterior:
         if self.x.ndim != 2:
             raise ValueError(f"x must have shape (n_samples, n_features), got {self.x.shape}.")
         self.feature_names = None if feature_names is None else [str(f) for f in feature_names]
-        self.sample_weight = None if sample_weight is None else np.asarray(sample_weight, np.float64).reshape(-1)
-        if self.sample_weight is not None and (
-            self.sample_weight.shape[0] != self.x.shape[0]
-            or not np.all(np.isfinite(self.sample_weight))
-            or np.any(self.sample_weight < 0)
-            or not np.any(self.sample_weight > 0)
-        ):
-            raise ValueError(
-                f"sample_weight must hold {self.x.shape[0]} finite, non-negative weights (not all 0), "
-                f"one per row of x; got shape {self.sample_weight.shape}."
-            )
+        self.sample_weight = None if sample_weight is None else check_sample_weight(
+            np.reshape(sample_weight, -1), self.x.shape[0]
+        )
 
         raw = result.draws.to_numpy()
         check_covariance_type(raw.covariance_type)

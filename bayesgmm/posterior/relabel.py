@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from .._validation import check_sample_weight
 from ..core.params import GMMParams
 from ..core.programs import default_dtype
 from ..core.units import standardisation
@@ -301,7 +302,7 @@ def relabel(
         x = np.asarray(x, np.float64)
         if x.ndim != 2 or x.shape[1] != pivot.n_features:
             raise ValueError(f"x must have shape (n_samples, {pivot.n_features}), got {x.shape}.")
-        w = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+        w = check_sample_weight(sample_weight, x.shape[0])
         shift, scale = standardisation(x, ct, w)
     else:
         # the pivot cost is affine invariant: standardise on the pivot only (float32 safety)

@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
-from . import criteria
+from . import anomaly, criteria
 from ._compile_cache import enable_compilation_cache
 from ._validation import (
     check_data,
@@ -876,6 +876,4 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ``score_samples(X) < np.percentile(score_samples(X_train), percentile)`` (``X_train``
         defaults to ``X``); see :mod:`bayesgmm.anomaly`. Returns a bool ndarray of shape (n_samples,).
         """
-        from .anomaly import detect_anomalies
-
-        return detect_anomalies(self, X, percentile, X_train=X_train)
+        return anomaly.detect_anomalies(self, X, percentile, X_train=X_train)

@@ -25,7 +25,7 @@ import numpy as np
 from . import linalg
 from .density import EStepStats, estep_stats
 from .params import GMMParams
-from .prior import ResolvedPrior, log_prior, lkj_cholesky_log_density, scale_log_density
+from .prior import LOG_NORMAL_SIGMA, ResolvedPrior, log_prior, lkj_cholesky_log_density, scale_log_density
 
 __all__ = [
     "EMState",
@@ -207,8 +207,6 @@ def _scale_score(s, prior: ResolvedPrior):
         return -s / tau**2
     if prior.scale_prior == "half_cauchy":
         return -2 * s / (tau**2 + s * s)
-    from .prior import LOG_NORMAL_SIGMA
-
     return -1.0 / s - (jnp.log(s) - jnp.log(tau)) / (LOG_NORMAL_SIGMA**2 * s)
 
 

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import layouts
+from .linalg import inv_lower
 
 __all__ = ["COVARIANCE_TYPES", "GMMParams", "check_covariance_type"]
 
@@ -133,9 +134,7 @@ class GMMParams:
             u = self.cov_chol()
             if self._xp is np:
                 return np.swapaxes(np.linalg.inv(u), -1, -2)
-            from .linalg import inv_lower  # no LAPACK in jitted code (see bayesgmm.core.linalg)
-
-            return jnp.swapaxes(inv_lower(u), -1, -2)
+            return jnp.swapaxes(inv_lower(u), -1, -2)  # no LAPACK in jitted code (see bayesgmm.core.linalg)
         return 1.0 / self.scales
 
     def precisions(self):

@@ -20,10 +20,11 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_random_state
 
-from .. import _arviz
+from .. import _arviz, anomaly
 from .._validation import check_sample_weight
 from ..core.params import GMMParams, check_covariance_type
 from ..core.units import log_jacobian, standardisation
+from . import clusters
 from ._compute import DrawEvaluator, flatten_draws
 from .relabel import RELABEL_METHODS, relabel as _relabel
 
@@ -451,9 +452,7 @@ class Posterior:
             ``mean``, ``lower``, ``upper`` of shape (n_samples, n_components); ``entropy`` and
             ``expected_entropy`` of shape (n_samples,).
         """
-        from .clusters import assignment_probabilities
-
-        return assignment_probabilities(self, X, interval=interval)
+        return clusters.assignment_probabilities(self, X, interval=interval)
 
     def coclustering(self, X=None) -> np.ndarray:
         """Posterior co-clustering matrix ``Pr(z_i = z_j | data)``, shape (n_samples, n_samples).
@@ -461,9 +460,7 @@ class Posterior:
         Symmetric with unit diagonal; O(S N^2 K) time and O(N^2) memory
         (:func:`bayesgmm.posterior.clusters.coclustering`).
         """
-        from .clusters import coclustering
-
-        return coclustering(self, X)
+        return clusters.coclustering(self, X)
 
     def partition(self, X=None, loss: str = "binder", **kwargs):
         """Partition minimising the posterior expected ``"binder"`` or ``"vi"`` loss.
@@ -472,9 +469,7 @@ class Posterior:
         (n_samples,), ``expected_loss``, ``n_clusters``, ...); keyword arguments as in
         :func:`bayesgmm.posterior.clusters.partition`.
         """
-        from .clusters import partition
-
-        return partition(self, X, loss, **kwargs)
+        return clusters.partition(self, X, loss, **kwargs)
 
     def n_occupied(self, random_state=None) -> np.ndarray:
         """Per draw, the number of components holding at least one data point, (chain, draw).
@@ -483,9 +478,7 @@ class Posterior:
         posterior given each draw (:func:`bayesgmm.posterior.clusters.n_occupied`); with a sparse
         Dirichlet prior this is the posterior of the number of clusters.
         """
-        from .clusters import n_occupied
-
-        return n_occupied(self, random_state)
+        return clusters.n_occupied(self, random_state)
 
     def anomaly_probability(self, X=None, percentile: float = 4.0, *, return_thresholds: bool = False):
         """Posterior probability that a point's density is below the ``percentile`` threshold.
@@ -494,9 +487,7 @@ class Posterior:
         (:func:`bayesgmm.anomaly.anomaly_probability`). Returns an ndarray of shape (n_samples,)
         (and the per-draw thresholds, shape (chain, draw), with ``return_thresholds=True``).
         """
-        from ..anomaly import anomaly_probability
-
-        return anomaly_probability(self, X, percentile, return_thresholds=return_thresholds)
+        return anomaly.anomaly_probability(self, X, percentile, return_thresholds=return_thresholds)
 
     # -- long runs and persistence (logic in bayesgmm.infer.sampling and bayesgmm.io) --------------
     def extend(self, num_samples: int = 500, *, progress_bar: bool = False, warn: bool = True) -> "Posterior":

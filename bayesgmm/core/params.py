@@ -336,7 +336,8 @@ class GMMParams:
         return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), self)
 
     def to_numpy(self, dtype=np.float64) -> "GMMParams":
-        """Every field copied to a host numpy array of ``dtype`` (``None``: keep each dtype).
+        """Every field as a host numpy array of ``dtype`` (``None``: keep each dtype; a field that
+        already is one is not copied).
 
         Host parameters in float64 keep data units exact (they never pass through float32).
         """

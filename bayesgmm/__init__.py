@@ -8,7 +8,9 @@ with the same prior: a jitted MAP-EM (:class:`GaussianMixture`), NUTS and variat
 from .core.logdensity import log_posterior
 from .core.params import GMMParams
 from .core.prior import Prior
+from .comparison import compare
 from .estimator import CollapsedComponentWarning, GaussianMixture
+from .selection import select
 
 __version__ = "0.1.0"
 __all__ = [
@@ -27,12 +29,4 @@ def __getattr__(name):
         from . import io
 
         return getattr(io, name)
-    if name == "compare":  # EM estimate next to posteriors (imports ArviZ)
-        from .comparison import compare
-
-        return compare
-    if name == "select":  # model selection over n_components x covariance_type
-        from .selection import select
-
-        return select
     raise AttributeError(f"module 'bayesgmm' has no attribute {name!r}")

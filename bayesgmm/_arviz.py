@@ -108,7 +108,6 @@ __all__ = [
     "ARVIZ_1",
     "DEFAULT_VAR_NAMES",
     "SAMPLE_STATS",
-    "covariance_matrices",
     "ess",
     "figure_of",
     "from_groups",
@@ -142,31 +141,6 @@ SAMPLE_STATS = ("diverging", "energy", "tree_depth", "n_steps", "step_size", "ac
 OBS_DIM = "obs_id"
 
 
-def covariance_matrices(params: GMMParams) -> np.ndarray:
-    """Full covariance matrices for every covariance type, shape (..., K, D, D), numpy.
-
-    ``tied`` is broadcast over components, ``diag`` and ``spherical`` are put on the diagonal.
-    """
-    ct = params.covariance_type
-    k, d = params.n_components, params.n_features
-    batch = tuple(params.means.shape[:-2])
-    scales = np.asarray(params.scales)
-    if ct in ("full", "tied"):
-        # in numpy: the draws' float64 must not pass through JAX's default float32
-        u = scales[..., :, None] * np.asarray(params.corr_chol)
-        cov = u @ np.swapaxes(u, -1, -2)
-        if ct == "full":
-            return cov
-        return np.broadcast_to(cov[..., None, :, :], batch + (k, d, d)).copy()
-    cov = scales**2
-    if ct == "spherical":
-        cov = np.broadcast_to(cov[..., None], batch + (k, d))
-    out = np.zeros(batch + (k, d, d), cov.dtype)
-    idx = np.arange(d)
-    out[..., idx, idx] = cov
-    return out
-
-
 def param_variables(params: GMMParams):
     """``(variables, dims)`` of a GMMParams with leading ``(chain, draw)`` axes.
 
@@ -182,7 +156,8 @@ def param_variables(params: GMMParams):
     variables = {
         "weights": np.asarray(params.weights),
         "means": np.asarray(params.means),
-        "covariances": covariance_matrices(params),
+        # in numpy: the draws' float64 must not pass through JAX's default float32
+        "covariances": params.to_numpy(None).full_covariances(),
         "scales": np.asarray(params.scales),
     }
     dims = {

@@ -132,13 +132,7 @@ def anomaly_probability(post, X=None, percentile: float = 4.0, *, return_thresho
         thresholds = np.percentile(train, q, axis=1)
     else:
         thresholds = _weighted_percentile(train, q, post.sample_weight)
-    if X is None:
-        ll = train
-    else:
-        from .posterior._compute import log_jacobian
-
-        X = post._check_X(X)
-        ll = post._evaluator(post.draws, X).pointwise_log_likelihood() + log_jacobian(post._scale)
+    ll = train if X is None else post.pointwise_log_likelihood(X).reshape(post.n_draws, -1)
     prob = np.mean(ll < thresholds[:, None], axis=0)
     if return_thresholds:
         return prob, thresholds.reshape(post.num_chains, post.num_samples)

@@ -20,6 +20,9 @@ import dataclasses
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from .core import layouts
+from .plotting import plot_comparison
+
 __all__ = ["Comparison", "compare", "full_covariances"]
 
 
@@ -60,8 +63,6 @@ class Comparison:
 
     def plot(self, ax=None):
         """Forest plot of the table (see :func:`bayesgmm.plotting.plot_comparison`)."""
-        from .plotting import plot_comparison
-
         return plot_comparison(self, ax=ax)
 
 
@@ -91,17 +92,25 @@ def _match(em_resp, post_proba):
 
 
 def full_covariances(covariances, covariance_type: str, n_components: int, n_features: int) -> np.ndarray:
-    """Covariances in scikit-learn's layout -> full matrices of shape (K, D, D), numpy float64."""
+    """Covariances in scikit-learn's layout -> full matrices of shape (K, D, D), numpy float64.
+
+    ``tied`` is repeated for every component, ``diag`` and ``spherical`` variances are put on the
+    diagonals (:func:`bayesgmm.core.layouts.full_covariances`; a fitted mixture's
+    :class:`~bayesgmm.GMMParams` gives the same with :meth:`~bayesgmm.GMMParams.full_covariances`).
+
+    Parameters
+    ----------
+    covariances : array-like, ``covariances_`` of a fitted mixture: (K, D, D) full, (D, D) tied,
+        (K, D) diag, (K,) spherical
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    n_components, n_features : int
+
+    Returns
+    -------
+    ndarray of shape (K, D, D), float64
+    """
     c = np.asarray(covariances, np.float64)
-    k, d = n_components, n_features
-    if covariance_type == "full":
-        return c
-    if covariance_type == "tied":
-        return np.broadcast_to(c, (k, d, d)).copy()
-    out = np.zeros((k, d, d))
-    idx = np.arange(d)
-    out[:, idx, idx] = c if covariance_type == "diag" else c[:, None]
-    return out
+    return layouts.full_covariances(c, covariance_type, n_components, n_features)
 
 
 def _entries(weights, means, cov, covariance_type, feature_names):
@@ -186,8 +195,7 @@ def compare(
     >>> list(cmp.table.columns[:4])                                            # doctest: +SKIP
     ['variable', 'map', 'nuts_mean', 'nuts_sd']
     """
-    from . import _arviz
-    from .posterior.relabel import apply_permutations
+    from . import _arviz  # imports ArviZ
 
     if not posteriors:
         raise ValueError("compare needs at least one posterior (estimator.fit_posterior(X)).")
@@ -232,8 +240,8 @@ def compare(
     for name, p in zip(names, posteriors):
         proba = p.predict_proba(X)
         perm = _match(em_resp, proba)
-        draws = apply_permutations(p.draws, np.broadcast_to(perm, p.draws.weights.shape))
-        entries = _entries(draws.weights, draws.means, _arviz.covariance_matrices(draws), ct, feature_names)
+        draws = p.draws.permute(perm)
+        entries = _entries(draws.weights, draws.means, draws.full_covariances(), ct, feature_names)
         samples = np.stack([np.asarray(entries[q][1], np.float64) for q in keys], axis=-1)  # (C, S, E)
         mean = samples.mean(axis=(0, 1))
         flat = samples.reshape(-1, samples.shape[-1])

@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
+from . import anomaly, criteria
 from ._compile_cache import enable_compilation_cache
 from ._validation import (
     check_data,
@@ -30,32 +31,23 @@ from ._validation import (
 )
 from .core.density import _bucket, default_block_size, map_blocks, weighted_log_prob
 from .core.init import INIT_METHODS
-from .core.programs import component_bucket, compiler_options, first_call, paused_gc
+from .core.layouts import (
+    covariances_from_precisions, covariances_shape, full_covariances, n_parameters, standardise_covariances,
+)
+from .core.programs import component_bucket, compiler_options, default_dtype, first_call, paused_gc
 from .core.online import online_em_init, online_em_step
 from .core.params import GMMParams
 from .core.sharding import (
-    block_layout, data_mesh, n_shards, shard_blocks, shard_rows, sharded_estep, sharded_map_blocks,
+    allgather, block_layout, data_mesh, n_shards, shard_blocks, shard_rows, sharded_estep, sharded_map_blocks,
 )
-from .infer._standardize import from_std, standardize_rows
-from .infer.map_em import default_dtype, fit_map
+from .core.units import log_jacobian, standardise_rows
+from .infer.map_em import fit_map
 
 __all__ = ["GaussianMixture", "CollapsedComponentWarning"]
 
 
 class CollapsedComponentWarning(UserWarning):
     """A mixture component collapsed during EM and was pruned (see ``collapsed_components_``)."""
-
-
-def _n_parameters(covariance_type, k, d):
-    if covariance_type == "full":
-        cov = k * d * (d + 1) / 2.0
-    elif covariance_type == "diag":
-        cov = k * d
-    elif covariance_type == "tied":
-        cov = d * (d + 1) / 2.0
-    else:
-        cov = k
-    return int(cov + k * d + k - 1)
 
 
 def _score_rows(params: GMMParams, x):
@@ -97,15 +89,6 @@ def _online_step(state, xb, wb, prior, reg_covar, t0, kappa, estep=None):
 def _device(params: GMMParams, dtype) -> GMMParams:
     """Host parameters on the default device in ``dtype`` (a transfer; nothing is compiled)."""
     return jax.device_put(jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), params))
-
-
-def _to_host(a):
-    """A (possibly multi-host) global array as a numpy array on every process."""
-    if getattr(a, "is_fully_addressable", True):
-        return np.asarray(a)
-    from jax.experimental import multihost_utils
-
-    return np.asarray(multihost_utils.process_allgather(a, tiled=True))
 
 
 #: Rows per host chunk of the scoring methods on large ``X`` (rounded to whole blocks).
@@ -315,21 +298,19 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             out["means_init"] = m
         if self.precisions_init is not None:
             p = np.asarray(self.precisions_init, np.float64)
-            shapes = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
-            if p.shape != shapes[ct]:
+            shape = covariances_shape(ct, k, d)
+            if p.shape != shape:
                 raise ValueError(
-                    f"precisions_init for covariance_type={ct!r} must have shape {shapes[ct]}; got {p.shape}."
+                    f"precisions_init for covariance_type={ct!r} must have shape {shape}; got {p.shape}."
                 )
             if ct in ("full", "tied"):
                 try:
                     np.linalg.cholesky(p)
                 except np.linalg.LinAlgError:
                     raise ValueError("precisions_init must be symmetric positive definite.") from None
-                out["covariances_init"] = np.linalg.inv(p)
-            else:
-                if np.any(p <= 0):
-                    raise ValueError("precisions_init must be > 0.")
-                out["covariances_init"] = 1.0 / p
+            elif np.any(p <= 0):
+                raise ValueError("precisions_init must be > 0.")
+            out["covariances_init"] = covariances_from_precisions(p, ct)
         return out
 
     @_rollback_on_error
@@ -426,7 +407,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         mesh = data_mesh(self.devices)
         np_dtype = np.dtype(dtype)
         blk, n_blocks = block_layout(n, block, n_shards(mesh))
-        z = standardize_rows(X, self._shift, self._scale, np_dtype, n_blocks * blk)
+        z = standardise_rows(X, self._shift, self._scale, np_dtype, n_blocks * blk)
         if mesh is None:
             wp = np.zeros(n_blocks * blk, np_dtype)
             wp[:n] = w
@@ -448,14 +429,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 "components, or the default prior instead of prior=None."
             )
         self._online = state
-        params = from_std(state.params, shift, scale)
+        params = state.params.unstandardise(shift, scale)
         self.weights_ = np.asarray(params.weights, np.float64)
         self.means_ = np.asarray(params.means, np.float64)
         self.covariances_ = np.asarray(params.covariances(), np.float64)
         self.precisions_cholesky_ = np.asarray(params.precisions_cholesky(), np.float64)
         self.precisions_ = np.asarray(params.precisions(), np.float64)
         # mean log-likelihood of this chunk at the parameters before the update (data units)
-        self.lower_bound_ = float(info.log_likelihood / info.chunk_weight) - float(np.sum(np.log(self._scale)))
+        self.lower_bound_ = float(info.log_likelihood / info.chunk_weight) + log_jacobian(self._scale)
         self.n_steps_ = getattr(self, "n_steps_", 0) + 1
         return self
 
@@ -756,13 +737,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         zero-weight components to ``n_components``."""
         shift, scale = self._shift, self._scale
         ct = self.covariance_type
-        cov = np.asarray(self.covariances_, np.float64)
-        if ct in ("full", "tied"):
-            cov = cov / np.outer(scale, scale)
-        elif ct == "diag":
-            cov = cov / scale**2
-        else:
-            cov = cov / scale[0] ** 2
+        cov = standardise_covariances(self.covariances_, ct, scale)
         means = (self.means_ - shift) / scale
         p = GMMParams.from_covariances(self.weights_, means, cov, ct, xp=np)
         return p if n_components is None else p.pad_components(n_components)
@@ -782,8 +757,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             local = min(block, _bucket(-(-n // s)))
             n_pad = -(-n // (s * local)) * s * local
             params = _device(self._std_params(), dtype)
-            z = standardize_rows(X, self._shift, self._scale, dtype, n_pad)
-            return pick(np.asarray(_to_host(sharded(params, shard_rows(z, n_pad, mesh), local, mesh))), n).astype(np.float64)
+            z = standardise_rows(X, self._shift, self._scale, dtype, n_pad)
+            return pick(allgather(sharded(params, shard_rows(z, n_pad, mesh), local, mesh)), n).astype(np.float64)
         chunk = block * max(1, _SCORE_CHUNK_ROWS // block)
         if n > chunk:
             # large X: host chunks of one size (one compilation), so that only one chunk's
@@ -792,7 +767,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             out = np.empty((n, k) if part == "log_resp" else (n,), np.float64)
             for i in range(0, n, chunk):
                 j = min(i + chunk, n)
-                z = jax.device_put(standardize_rows(X[i:j], self._shift, self._scale, dtype, chunk))
+                z = jax.device_put(standardise_rows(X[i:j], self._shift, self._scale, dtype, chunk))
                 out[i:j] = pick(np.asarray(in_blocks(params, z, block)), j - i)
             return out
         n_pad = _padded_rows(n, block)
@@ -801,7 +776,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         # origin) and cut off below
         k_pad = component_bucket(k, n_pad, d, self.covariance_type)
         params = _device(self._std_params(k_pad), dtype)
-        z = jax.device_put(standardize_rows(X, self._shift, self._scale, dtype, n_pad))
+        z = jax.device_put(standardise_rows(X, self._shift, self._scale, dtype, n_pad))
         with paused_gc(first_call("score", (params, z), (min(block, n_pad),))):
             out = in_blocks(params, z, min(block, n_pad))
         return pick(np.asarray(out), n).astype(np.float64)
@@ -822,7 +797,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ndarray of shape (n_samples,)
         """
         X = self._check_X(X)
-        return self._blocks(X, "log_density") - float(np.sum(np.log(self._scale)))
+        return self._blocks(X, "log_density") + log_jacobian(self._scale)
 
     def score(self, X, y=None, sample_weight=None):
         """(Weighted) mean log density of ``X``, a float."""
@@ -864,48 +839,37 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             )
         rng = check_random_state(self.random_state)
         counts = rng.multinomial(n_samples, self.weights_)
-        ct = self.covariance_type
-        d = self.means_.shape[1]
-        xs = []
-        for k, (mean, c) in enumerate(zip(self.means_, counts)):
-            if ct == "full":
-                cov = self.covariances_[k]
-            elif ct == "tied":
-                cov = self.covariances_
-            elif ct == "diag":
-                cov = np.diag(self.covariances_[k])
-            else:
-                cov = np.eye(d) * self.covariances_[k]
-            xs.append(rng.multivariate_normal(mean, cov, int(c)))
+        k, d = self.means_.shape
+        covs = full_covariances(self.covariances_, self.covariance_type, k, d)
+        xs = [rng.multivariate_normal(mean, cov, int(c)) for mean, cov, c in zip(self.means_, covs, counts)]
         y = np.concatenate([np.full(c, k, dtype=int) for k, c in enumerate(counts)])
         return np.vstack(xs), y
 
     def _n_parameters(self):
-        return _n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
+        return n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
 
     def bic(self, X):
         """Bayesian information criterion at the fitted parameters (lower is better).
 
         ``-2 log p(X | theta) + n_parameters * log(n_samples)``, scikit-learn's sign convention
-        (mclust reports the negative). With a prior, ``theta`` is the MAP.
+        (mclust reports the negative). With a prior, ``theta`` is the MAP. See
+        :mod:`bayesgmm.criteria`.
         """
         X = self._check_X(X)
-        return float(-2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0]))
+        return criteria.bic(self.score(X) * X.shape[0], self._n_parameters(), X.shape[0])
 
     def aic(self, X):
         """Akaike information criterion ``-2 log p(X | theta) + 2 n_parameters`` (lower is better)."""
         X = self._check_X(X)
-        return float(-2 * self.score(X) * X.shape[0] + 2 * self._n_parameters())
+        return criteria.aic(self.score(X) * X.shape[0], self._n_parameters())
 
     def icl(self, X):
         """Integrated completed likelihood ``BIC + 2 * entropy`` of the responsibilities (lower is better).
 
         ``entropy = -sum_n sum_k r_nk log r_nk`` penalises overlapping components; scikit-learn's
-        sign like :meth:`bic` (see :func:`bayesgmm.selection.icl`; mclust reports the opposite sign).
+        sign like :meth:`bic` (see :mod:`bayesgmm.criteria`; mclust reports the opposite sign).
         """
-        from .selection import icl
-
-        return icl(self, X)
+        return criteria.icl(self.bic(X), self.predict_proba(X))
 
     def detect_anomalies(self, X, percentile=4.0, *, X_train=None):
         """Flag points whose log density falls below the ``percentile``-th percentile of the training data.
@@ -913,6 +877,4 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ``score_samples(X) < np.percentile(score_samples(X_train), percentile)`` (``X_train``
         defaults to ``X``); see :mod:`bayesgmm.anomaly`. Returns a bool ndarray of shape (n_samples,).
         """
-        from .anomaly import detect_anomalies
-
-        return detect_anomalies(self, X, percentile, X_train=X_train)
+        return anomaly.detect_anomalies(self, X, percentile, X_train=X_train)

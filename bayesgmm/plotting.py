@@ -24,6 +24,8 @@ import math
 
 import numpy as np
 
+from .core.layouts import full_covariances
+
 __all__ = [
     "plot_coclustering",
     "plot_comparison",
@@ -100,19 +102,15 @@ def _mixture_arrays(model, n_draws=None, random_state=0):
     A GaussianMixture gives ``S = 1``; a Posterior its draws, thinned evenly to ``n_draws``.
     """
     if _is_posterior(model):
-        from ._arviz import covariance_matrices
-
         s = model.n_draws
         idx = np.arange(s) if n_draws is None or n_draws >= s else np.linspace(0, s - 1, int(n_draws)).astype(int)
         k, d = model.n_components, model.n_features
         w = np.asarray(model.draws.weights, np.float64).reshape(s, k)[idx]
         m = np.asarray(model.draws.means, np.float64).reshape(s, k, d)[idx]
-        c = covariance_matrices(model.draws).reshape(s, k, d, d)[idx].astype(np.float64)
+        c = model.draws.to_numpy(None).full_covariances().reshape(s, k, d, d)[idx].astype(np.float64)
         return w, m, c
-    from .comparison import full_covariances
-
     k, d = np.shape(model.means_)
-    cov = full_covariances(model.covariances_, model.covariance_type, k, d)
+    cov = full_covariances(np.asarray(model.covariances_, np.float64), model.covariance_type, k, d)
     return (
         np.asarray(model.weights_, np.float64)[None],
         np.asarray(model.means_, np.float64)[None],

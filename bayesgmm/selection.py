@@ -6,6 +6,8 @@ when asked for.
 
 Sign conventions -- **lower is better for every column**:
 
+The formulas of BIC, AIC and ICL are in :mod:`bayesgmm.criteria`.
+
 * ``bic = -2 log p(X | theta) + n_parameters log(n_samples)`` and
   ``aic = -2 log p(X | theta) + 2 n_parameters``, scikit-learn's sign (``theta`` is the MAP with a
   prior, the maximum-likelihood estimate with ``prior=None``). mclust (R) reports
@@ -32,20 +34,17 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from . import criteria
+from ._validation import check_data, check_scales
 from .core.params import COVARIANCE_TYPES, check_covariance_type
+from .estimator import GaussianMixture
+from .plotting import plot_criteria
 
 __all__ = ["CRITERIA", "Selection", "icl", "select"]
 
 #: Criteria of :func:`select`; all lower-is-better.
 CRITERIA = ("bic", "aic", "icl", "loo", "waic")
-EM_CRITERIA = ("bic", "aic", "icl")
 POSTERIOR_CRITERIA = ("loo", "waic")
-
-
-def _entropy_total(r) -> float:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(r > 0, r * np.log(np.where(r > 0, r, 1.0)), 0.0)
-    return float(-np.sum(t))
 
 
 def icl(estimator, X) -> float:
@@ -74,7 +73,7 @@ def icl(estimator, X) -> float:
     True
     """
     r = np.asarray(estimator.predict_proba(X), np.float64)
-    return float(estimator.bic(X) + 2.0 * _entropy_total(r))
+    return criteria.icl(estimator.bic(X), r)
 
 
 # -- results ------------------------------------------------------------------------------------------
@@ -132,8 +131,6 @@ class Selection:
     def plot(self, criterion: str | None = None, ax=None):
         """Criterion curves over ``n_components``, one per covariance type (see
         :func:`bayesgmm.plotting.plot_criteria`); returns the axes."""
-        from .plotting import plot_criteria
-
         return plot_criteria(self, criterion=criterion, ax=ax)
 
     def __repr__(self) -> str:
@@ -263,8 +260,6 @@ def select(
     >>> sorted(sel.table.columns[:7])
     ['aic', 'bic', 'covariance_type', 'icl', 'log_likelihood', 'n_components', 'n_parameters']
     """
-    from .estimator import GaussianMixture, _n_parameters
-
     if criterion not in CRITERIA:
         raise ValueError(f"criterion={criterion!r} is not supported; use one of {CRITERIA}.")
     if posterior_criteria is None:
@@ -282,8 +277,6 @@ def select(
     posterior_options = dict(posterior_options or {})
     ks, cts = _check_grid(n_components, covariance_types)
     # bad data is the caller's error, not one failed grid point per fit: refuse it up front
-    from ._validation import check_data, check_scales
-
     check_scales(check_data(GaussianMixture(), X, reset=True), with_prior=prior is not None)
     grid = [(k, ct) for k in ks for ct in cts]
 
@@ -320,18 +313,18 @@ def select(
                     x = est._check_X(X)
                     # one pass for the log-likelihood, one for the responsibilities; the same
                     # numbers as est.bic / est.aic / est.icl
-                    n, n_par = x.shape[0], est._n_parameters()
+                    n, n_par = x.shape[0], criteria.n_parameters(ct, k, x.shape[1])
                     loglik = float(np.sum(est.score_samples(x)))
-                    bic = -2.0 * loglik + n_par * np.log(n)
-                    aic = -2.0 * loglik + 2.0 * n_par
-                    icl_ = bic + 2.0 * _entropy_total(np.asarray(est.predict_proba(x), np.float64))
+                    bic = criteria.bic(loglik, n_par, n)
+                    aic = criteria.aic(loglik, n_par)
+                    icl_ = criteria.icl(bic, est.predict_proba(x))
             except Exception as exc:  # noqa: BLE001 -- one failed grid point must not lose the others
                 error = f"{type(exc).__name__}: {exc}"
                 failed.append((k, ct, error))
                 est = None
             estimators[(k, ct)] = est
             d = None if est is None else est.n_features_in_
-            rows["n_parameters"].append(np.nan if est is None else _n_parameters(ct, k, d))
+            rows["n_parameters"].append(np.nan if est is None else criteria.n_parameters(ct, k, d))
             rows["log_likelihood"].append(np.nan if est is None else loglik)
             rows["bic"].append(np.nan if est is None else bic)
             rows["aic"].append(np.nan if est is None else aic)

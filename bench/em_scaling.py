@@ -18,7 +18,7 @@ Method
   E-step costs O(N K D^2), so the expected slopes are 1 in N and K and up to 2 in D.
 * Compile time of the first call: wall time of the first ``GaussianMixture(...).fit`` of a new
   shape minus that of a second, identical call (cached programs).
-* Recompiles: ``bayesgmm.core.em.TRACE_COUNTS`` (incremented whenever a jitted EM entry point is
+* Recompiles: ``bayesgmm.core.programs.TRACE_COUNTS`` (incremented whenever a jitted EM entry point is
   traced) and the cache sizes of the jitted scoring functions, before and after repeated fits /
   scoring calls with *new data of the same shape* and new values of ``tol``, ``max_iter``,
   ``reg_covar`` and the prior: they must not change.
@@ -103,7 +103,7 @@ def compile_and_recompiles(n, d, k):
 
     from bayesgmm import GaussianMixture, Prior
     from bayesgmm import estimator as est_mod
-    from bayesgmm.core.em import TRACE_COUNTS
+    from bayesgmm.core.programs import TRACE_COUNTS
 
     x = make_data(n, d, k, seed=1)
     times = []

@@ -10,6 +10,8 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import special_ortho_group
 
+from bayesgmm.core.layouts import full_covariances
+
 
 def pytest_configure(config):
     """One temporary compilation cache for the whole run, shared by the xdist workers (they start
@@ -88,13 +90,9 @@ def true_mixture(covariance_type, n_components, n_features, seed, separation=6.0
 
 
 def full_covs(covariance_type, covs, k, d):
-    if covariance_type == "full":
-        return covs
-    if covariance_type == "tied":
-        return np.broadcast_to(covs, (k, d, d))
-    if covariance_type == "diag":
-        return np.stack([np.diag(c) for c in covs])
-    return np.stack([np.eye(d) * c for c in covs])
+    """Full (K, D, D) matrices from covariances in scikit-learn's layout (tests/test_layouts.py
+    checks the conversion against the per-type formulas)."""
+    return full_covariances(np.asarray(covs), covariance_type, k, d)
 
 
 def sample_mixture(weights, means, covs_full, n, seed):

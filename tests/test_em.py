@@ -10,6 +10,7 @@ from sklearn.mixture import GaussianMixture as SKGaussianMixture
 
 from bayesgmm import GaussianMixture, GMMParams, Prior, log_posterior
 from bayesgmm.core import em as em_module
+from bayesgmm.core import programs
 from bayesgmm.infer import fit_map
 
 COV_TYPES = ["full", "tied", "diag", "spherical"]
@@ -197,7 +198,6 @@ def test_more_restarts_never_do_worse(prior):
 def test_restarts_one_at_a_time_on_several_blocks(monkeypatch):
     """On a CPU, data of several blocks run the restarts in turn: the first restart is the
     n_init=1 run bit for bit, and every restart agrees with the vmapped batch to rounding."""
-    from bayesgmm.core import programs
 
     x, _ = _data("full", 3, 2, 3000, seed=7)
     kw = dict(n_components=3, covariance_type="full", prior=None, tol=1e-6, max_iter=200, block_size=512)
@@ -227,7 +227,7 @@ def test_same_seed_identical_results_different_seed_different_start():
 def test_no_recompilation_when_numbers_change():
     x, _ = _data("full", 2, 2, 300, seed=8)
     GaussianMixture(2, tol=1e-3, max_iter=50, random_state=0).fit(x)
-    before = dict(em_module.TRACE_COUNTS)
+    before = dict(programs.TRACE_COUNTS)
     settings = [
         dict(tol=1e-5, max_iter=80, reg_covar=1e-3),
         dict(tol=1e-2, max_iter=20, prior=Prior(weight_concentration=3.0, mean_scale=4.0, scale_scale=[1.0, 2.0], lkj_concentration=5.0)),
@@ -239,7 +239,7 @@ def test_no_recompilation_when_numbers_change():
         GaussianMixture(2, random_state=0, **kw).fit(x)
     # new data of the same shape reuse the compilation too
     GaussianMixture(2, random_state=1).fit(x + 1.0)
-    assert em_module.TRACE_COUNTS == before
+    assert programs.TRACE_COUNTS == before
 
 
 def test_objective_and_history_in_data_units_with_weights(x64):
@@ -280,14 +280,13 @@ def test_integer_sample_weights_equal_repeated_rows(prior, x64):
 
 def test_chunked_passes_match_a_single_block(x64):
     from bayesgmm.core.density import estep_stats, to_blocks
-    from bayesgmm.infer._standardize import to_std
 
     x, _ = _data("full", 3, 4, 1000, seed=14)
     kw = dict(n_components=3, prior=Prior(), tol=1e-8, max_iter=200)
     one = fit_map(jax.random.key(0), x, **kw)
     many = fit_map(jax.random.key(0), x, block_size=96, **kw)  # 11 blocks, last one padded
     # one pass over 11 padded blocks gives the single block's statistics up to float64 rounding
-    p = jax.tree_util.tree_map(jnp.asarray, to_std(one.params, one.shift, one.scale))
+    p = jax.tree_util.tree_map(jnp.asarray, one.params.standardise(one.shift, one.scale))
     z, w = jnp.asarray((x - one.shift) / one.scale), jnp.ones(x.shape[0])
     a, b = estep_stats(p, *to_blocks(z, w, 4096)), estep_stats(p, *to_blocks(z, w, 96))
     for name in ("nk", "t2", "loglik"):

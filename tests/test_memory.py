@@ -9,7 +9,7 @@ import pytest
 import bayesgmm.estimator as estimator_module
 from bayesgmm import GaussianMixture
 from bayesgmm.core import prior as prior_module
-from bayesgmm.infer._standardize import standardize_rows
+from bayesgmm.core.units import standardise_rows
 
 
 def test_chunked_moments_and_standardisation_match_direct(monkeypatch):
@@ -23,7 +23,7 @@ def test_chunked_moments_and_standardisation_match_direct(monkeypatch):
     got_mean, got_std = prior_module.weighted_moments(x, w)
     np.testing.assert_allclose(got_mean, mean, rtol=1e-12)
     np.testing.assert_allclose(got_std, std, rtol=1e-12)
-    z = standardize_rows(x, mean, std, np.float32, 1024)
+    z = standardise_rows(x, mean, std, np.float32, 1024)
     assert z.shape == (1024, 3) and z.dtype == np.float32
     np.testing.assert_array_equal(z[:1000], ((x64 - mean) / std).astype(np.float32))
     assert not z[1000:].any()

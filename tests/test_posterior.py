@@ -19,7 +19,7 @@ from test_relabel import apply_permutations, make_pivot, synthetic_draws
 from bayesgmm.core.density import log_likelihood, responsibilities
 from bayesgmm.core.params import COVARIANCE_TYPES, GMMParams
 from bayesgmm import _arviz
-from bayesgmm.posterior import Posterior, PosteriorWarning
+from bayesgmm.posterior import Posterior, PosteriorWarning, relabel
 
 K, D = 3, 2
 
@@ -200,6 +200,11 @@ def test_log_likelihood_group_equals_direct_computation(x64):
     covs = expected_full_covs(p)
     dens = sum(p.weights[k] * multivariate_normal(p.means[k], covs[k]).pdf(x) for k in range(K))
     np.testing.assert_allclose(ll[1, 7], np.log(dens), rtol=1e-10)
+    # of other points (what anomaly_probability uses for new data)
+    new = x[:30] * 1.5 - 20.0
+    direct_new = jax.vmap(jax.vmap(log_likelihood, (0, None)), (0, None))(raw, new)
+    np.testing.assert_allclose(post.pointwise_log_likelihood(new), np.asarray(direct_new), rtol=1e-10)
+    np.testing.assert_array_equal(post.pointwise_log_likelihood(x), post.pointwise_log_likelihood())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # Pareto k of these broad synthetic draws
         loo = post.loo()
@@ -387,5 +392,12 @@ def test_nan_draws_raise_an_explained_error():
 def test_bad_sample_weight_raises():
     pivot = make_pivot("diag", seed=33)
     raw = synthetic_draws(pivot, chains=1, draws=5, seed=34)
-    with pytest.raises(ValueError, match="sample_weight must hold 20"):
-        Posterior(make_result(raw), data_for("diag", n=20, seed=33), pivot, sample_weight=np.ones(19))
+    x = data_for("diag", n=20, seed=33)
+    with pytest.raises(ValueError, match=r"sample_weight has shape \(19,\); expected \(20,\)"):
+        Posterior(make_result(raw), x, pivot, sample_weight=np.ones(19))
+    w = np.ones(20)
+    w[3] = -1.0
+    for call in (lambda: Posterior(make_result(raw), x, pivot, sample_weight=w),
+                 lambda: relabel(raw, pivot, "stephens", x=x, sample_weight=w)):
+        with pytest.raises(ValueError, match="sample_weight has 1 negative value"):  # the one validator
+            call()

@@ -25,7 +25,7 @@ import numpy as np
 from . import linalg
 from .density import EStepStats, estep_stats
 from .params import GMMParams
-from .prior import ResolvedPrior, log_prior, lkj_cholesky_log_density, scale_log_density
+from .prior import LOG_NORMAL_SIGMA, ResolvedPrior, log_prior, lkj_cholesky_log_density, scale_log_density
 
 __all__ = [
     "EMState",
@@ -37,11 +37,7 @@ __all__ = [
     "em_step",
     "m_step",
     "objective",
-    "TRACE_COUNTS",
 ]
-
-#: Number of times each jitted EM program has been traced (compiled); used by tests.
-TRACE_COUNTS = {"em_start": 0, "em_continue": 0}
 
 #: Iterations run per jitted call; longer fits run several segments (no recompilation).
 SEGMENT = 128
@@ -211,8 +207,6 @@ def _scale_score(s, prior: ResolvedPrior):
         return -s / tau**2
     if prior.scale_prior == "half_cauchy":
         return -2 * s / (tau**2 + s * s)
-    from .prior import LOG_NORMAL_SIGMA
-
     return -1.0 / s - (jnp.log(s) - jnp.log(tau)) / (LOG_NORMAL_SIGMA**2 * s)
 
 
@@ -388,12 +382,7 @@ def sort_components(params: GMMParams, mask=None) -> GMMParams:
     if mask is not None:
         key = jnp.where(mask, key, jnp.inf)
     order = jnp.argsort(key, axis=-1)
-    return permute_components(params, order)
-
-
-def permute_components(params: GMMParams, order) -> GMMParams:
-    """Apply a component permutation ``order`` (K,) to every per-component field."""
-    return params.take_components(order)
+    return params.permute(order)
 
 
 # ---------------------------------------------------------------------------------------------

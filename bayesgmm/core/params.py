@@ -18,6 +18,14 @@ tied          (K,) / (K, D)    (D,)           (D, D)
 diag          (K,) / (K, D)    (K, D)         None
 spherical     (K,) / (K, D)    (K,)           None
 ============  ==============  =============  ================
+
+The class owns the conversions between layouts (scikit-learn's covariance layouts:
+:meth:`GMMParams.covariances`, :meth:`GMMParams.full_covariances`, per-feature standard deviations:
+:meth:`GMMParams.component_sds`, the free-parameter count :attr:`GMMParams.n_parameters`; the
+functions on bare arrays are in :mod:`bayesgmm.core.layouts`), between data and standardised
+units (:meth:`GMMParams.standardise`, :meth:`GMMParams.unstandardise`; the standardisation itself
+is :mod:`bayesgmm.core.units`), relabellings (:meth:`GMMParams.permute`) and host copies
+(:meth:`GMMParams.to_numpy`).
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from . import layouts
+from .linalg import inv_lower
 
 __all__ = ["COVARIANCE_TYPES", "GMMParams", "check_covariance_type"]
 
@@ -123,9 +134,7 @@ class GMMParams:
             u = self.cov_chol()
             if self._xp is np:
                 return np.swapaxes(np.linalg.inv(u), -1, -2)
-            from .linalg import inv_lower  # no LAPACK in jitted code (see bayesgmm.core.linalg)
-
-            return jnp.swapaxes(inv_lower(u), -1, -2)
+            return jnp.swapaxes(inv_lower(u), -1, -2)  # no LAPACK in jitted code (see bayesgmm.core.linalg)
         return 1.0 / self.scales
 
     def precisions(self):
@@ -134,6 +143,74 @@ class GMMParams:
             p = self.precisions_cholesky()
             return p @ self._xp.swapaxes(p, -1, -2)
         return 1.0 / self.scales**2
+
+    def full_covariances(self):
+        """Full covariance matrices for every covariance type.
+
+        ``tied`` is repeated for every component, ``diag`` and ``spherical`` variances are put on
+        the diagonals (see :func:`bayesgmm.core.layouts.full_covariances`).
+
+        Returns
+        -------
+        array of shape (..., K, D, D)
+            numpy for host parameters (numpy leaves), else jax.
+        """
+        return layouts.full_covariances(
+            self.covariances(), self.covariance_type, self.n_components, self.n_features
+        )
+
+    def component_sds(self):
+        """Per-component, per-feature standard deviations (the square roots of the variances).
+
+        Returns
+        -------
+        array of shape (..., K, D)
+            ``scales`` repeated over the components (``tied``) or the features (``spherical``).
+        """
+        xp = self._xp
+        shape = self.batch_shape + (self.n_components, self.n_features)
+        ct = self.covariance_type
+        if ct in ("full", "diag"):
+            return self.scales
+        sds = self.scales[..., None, :] if ct == "tied" else self.scales[..., :, None]
+        sds = xp.broadcast_to(sds, shape)
+        return sds.copy() if xp is np else sds
+
+    @property
+    def n_parameters(self) -> int:
+        """Number of free parameters of the mixture (the penalty of BIC and AIC; see
+        :func:`bayesgmm.core.layouts.n_parameters`)."""
+        return layouts.n_parameters(self.covariance_type, self.n_components, self.n_features)
+
+    # -- units ------------------------------------------------------------------------------------
+    def _unit_scale(self, scale):
+        """The per-feature scale, or for ``spherical`` the common one (a scalar)."""
+        return scale[0] if self.covariance_type == "spherical" else scale
+
+    def standardise(self, shift, scale) -> "GMMParams":
+        """Parameters of the data ``x`` -> parameters of ``z = (x - shift) / scale``.
+
+        The model is equivariant under this map (:func:`bayesgmm.core.units.standardisation`
+        gives ``shift`` and ``scale``; :func:`bayesgmm.core.units.log_jacobian` the change of the
+        log densities). Any leading batch axes.
+
+        Parameters
+        ----------
+        shift, scale : arrays of shape (D,)
+            For ``spherical``, every entry of ``scale`` equals ``scale[0]``, which is used.
+
+        Returns
+        -------
+        GMMParams
+            ``means (..., K, D)`` shifted and scaled, ``scales`` divided by ``scale``; weights and
+            correlations unchanged.
+        """
+        return self.replace(means=(self.means - shift) / scale, scales=self.scales / self._unit_scale(scale))
+
+    def unstandardise(self, shift, scale) -> "GMMParams":
+        """The inverse of :meth:`standardise`: parameters of ``z`` -> parameters of
+        ``x = z * scale + shift`` (any leading batch axes; ``shift``, ``scale`` of shape (D,))."""
+        return self.replace(means=self.means * scale + shift, scales=self.scales * self._unit_scale(scale))
 
     # -- constructors ---------------------------------------------------------------------------
     @classmethod
@@ -170,6 +247,51 @@ class GMMParams:
             "scales": {"full": -2, "diag": -2, "spherical": -1, "tied": None}[ct],
             "corr_chol": -3 if ct == "full" else None,
         }
+
+    def permute(self, order) -> "GMMParams":
+        """Relabel the components: ``out[..., k] = self[..., order[..., k]]`` for every
+        per-component field (``tied`` covariances, shared, are unchanged).
+
+        Parameters
+        ----------
+        order : int array of shape (K,) or ``batch_shape + (K,)``
+            A permutation (new label -> old label) applied to every batch element, or one
+            permutation per batch element (e.g. per draw, ``(chain, draw, K)``).
+
+        Returns
+        -------
+        GMMParams
+            Same shapes and dtypes; numpy leaves give numpy (a jax ``order`` is copied to the
+            host), jax leaves give jax (also under ``jit``).
+
+        Raises
+        ------
+        ValueError
+            ``order`` has neither shape.
+        """
+        leaves = jax.tree_util.tree_leaves(self)
+        xp = jnp if any(isinstance(a, jax.Array) for a in leaves) else np
+        if not (xp is jnp and isinstance(order, jax.Array)):  # (a tracer under jit is left as it is)
+            order = xp.asarray(order)
+        k = self.n_components
+        if order.ndim == 1 and order.shape[0] == k:
+            return self.take_components(order)
+        batch = self.batch_shape
+        if tuple(order.shape) != batch + (k,):
+            raise ValueError(
+                f"order must have shape ({k},) or batch_shape + (n_components,) = {batch + (k,)}, "
+                f"got {tuple(order.shape)}."
+            )
+        out = {}
+        for name, axis in self._component_axes().items():
+            a = getattr(self, name)
+            if axis is None or a is None:
+                out[name] = a
+                continue
+            event_ndim = -axis - 1
+            idx = order.reshape(order.shape + (1,) * event_ndim)
+            out[name] = xp.take_along_axis(a, idx, axis=order.ndim - 1)
+        return self.replace(**out)
 
     def take_components(self, index) -> "GMMParams":
         """Components ``index`` (an int array of shape (K',), e.g. a permutation or ``arange(K')``)
@@ -212,6 +334,14 @@ class GMMParams:
 
     def astype(self, dtype) -> "GMMParams":
         return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), self)
+
+    def to_numpy(self, dtype=np.float64) -> "GMMParams":
+        """Every field as a host numpy array of ``dtype`` (``None``: keep each dtype; a field that
+        already is one is not copied).
+
+        Host parameters in float64 keep data units exact (they never pass through float32).
+        """
+        return jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), self)
 
     def __getitem__(self, index) -> "GMMParams":
         """Index the leading (batch) axes, e.g. ``params[best]`` or ``params[chain, draw]``."""

@@ -29,13 +29,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import em as _em
 from .density import estep_stats
 from .em import EMInfo, EMRun, EMState, em_continue, em_init, restarts_one_at_a_time
 from .init import init_params
 from .params import GMMParams
 
 __all__ = [
+    "TRACE_COUNTS",
+    "default_dtype",
     "paused_gc",
     "component_bucket",
     "compile_profile",
@@ -44,6 +45,10 @@ __all__ = [
     "run_em",
     "StartValues",
 ]
+
+#: Number of times each jitted EM program (:func:`em_start`, the continuation) has been traced,
+#: i.e. compiled; tests and bench/em_scaling.py read it to count recompilations.
+TRACE_COUNTS = {"em_start": 0, "em_continue": 0}
 
 #: Below this many E-step units (padded rows x components x features x (features + 1 for full and
 #: tied)), the component axis is padded to :func:`component_bucket`: the extra work costs less
@@ -58,6 +63,11 @@ _CPU_OPTIONS = {
     "cheap": {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0},
     "fast": {"xla_cpu_use_fusion_emitters": False},
 }
+
+
+def default_dtype():
+    """The float dtype of the compiled programs: float64 when JAX's x64 mode is on, else float32."""
+    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
 
 @contextlib.contextmanager
@@ -211,7 +221,7 @@ def em_start(
     -------
     EMRun with a leading ``(n_restarts,)`` axis
     """
-    _em.TRACE_COUNTS["em_start"] += 1
+    TRACE_COUNTS["em_start"] += 1
     mask = jnp.arange(n_components) < n_active
     index = first + jnp.arange(n_restarts)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
@@ -245,7 +255,7 @@ def _batched(fn, xs, batching: str):
 
 def _continue_batched(state, xb, wb, prior, reg_covar, tol, max_iter, n_active, *, estep=estep_stats,
                       batching: str = "vmap"):
-    _em.TRACE_COUNTS["em_continue"] += 1
+    TRACE_COUNTS["em_continue"] += 1
     mask = jnp.arange(state.params.n_components) < n_active
     return _batched(lambda s: em_continue(s, xb, wb, prior, reg_covar, tol, max_iter, mask, estep), state, batching)
 

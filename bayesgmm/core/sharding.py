@@ -22,9 +22,11 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from .density import _bucket, estep_stats
+from .units import standardise_rows
 
 __all__ = [
     "DATA_AXIS",
+    "allgather",
     "block_layout",
     "data_mesh",
     "n_shards",
@@ -134,7 +136,7 @@ def shard_blocks(z, w, block_size: int, mesh: Mesh, dtype):
     block, n_blocks = block_layout(n, block_size, n_shards(mesh))
     rows = n_blocks * block
     if z.shape[0] == rows and z.dtype == np.dtype(dtype):
-        zp = z  # already padded (see bayesgmm.infer._standardize.standardize_rows): no copy
+        zp = z  # already padded (see bayesgmm.core.units.standardise_rows): no copy
     else:
         zp = np.zeros((rows, d), dtype)
         zp[:n] = z[:n]
@@ -149,9 +151,10 @@ def shard_blocks(z, w, block_size: int, mesh: Mesh, dtype):
 def shard_blocks_from_rows(x, w, shift, scale, block_size: int, mesh: Mesh, dtype):
     """Like :func:`shard_blocks`, but each process standardises only the rows of its own devices.
 
-    ``(x - shift) / scale`` is computed (in float64, then cast to ``dtype``) slice by slice inside
-    the callback of :func:`jax.make_array_from_callback`, so no process ever holds more than its
-    share of the standardised data -- ``x`` can be a ``numpy.memmap`` that each host opens.
+    ``(x - shift) / scale`` is computed (:func:`bayesgmm.core.units.standardise_rows`: in float64,
+    then cast to ``dtype``) slice by slice inside the callback of
+    :func:`jax.make_array_from_callback`, so no process ever holds more than its share of the
+    standardised data -- ``x`` can be a ``numpy.memmap`` that each host opens.
 
     Parameters
     ----------
@@ -176,10 +179,7 @@ def shard_blocks_from_rows(x, w, shift, scale, block_size: int, mesh: Mesh, dtyp
 
     def x_cb(idx):
         start, stop = rows_of(idx)
-        out = np.zeros((stop - start, d), dtype)
-        hi = min(stop, n)
-        if hi > start:
-            out[: hi - start] = (np.asarray(x[start:hi], np.float64) - shift) / scale
+        out = standardise_rows(x[start : max(start, min(stop, n))], shift, scale, dtype, stop - start)
         return out.reshape(-1, block, d)[(slice(None),) + tuple(idx[1:])]
 
     def w_cb(idx):
@@ -193,6 +193,19 @@ def shard_blocks_from_rows(x, w, shift, scale, block_size: int, mesh: Mesh, dtyp
     xb = jax.make_array_from_callback((n_blocks, block, d), sharding, x_cb)
     wb = jax.make_array_from_callback((n_blocks, block), sharding, w_cb)
     return xb, wb
+
+
+def allgather(a) -> np.ndarray:
+    """A global array (possibly spanning several hosts) as a numpy array on every process.
+
+    Arrays whose shards are all addressable by this process (one host) are simply copied to the
+    host; otherwise every process receives the whole array (``process_allgather``, tiled).
+    """
+    if getattr(a, "is_fully_addressable", True):
+        return np.asarray(a)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(a, tiled=True))
 
 
 def shard_rows(z, n_rows: int, mesh: Mesh):

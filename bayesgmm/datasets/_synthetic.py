@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["make_mixture", "make_blobs_1d_three", "make_stretched_blobs"]
+from ..core.layouts import covariances_shape, full_covariances
+from ..core.params import check_covariance_type
 
-_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+__all__ = ["make_mixture", "make_blobs_1d_three", "make_stretched_blobs"]
 
 
 def _rng(random_state):
@@ -19,23 +20,17 @@ def _rng(random_state):
 def _covariance_cholesky(covariances, covariance_type, n_components, n_features):
     """Per-component lower Cholesky factors (K, D, D) from covariances in scikit-learn's layout."""
     cov = np.asarray(covariances, dtype=np.float64)
-    expected = {
-        "full": (n_components, n_features, n_features),
-        "tied": (n_features, n_features),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-    }[covariance_type]
+    expected = covariances_shape(covariance_type, n_components, n_features)
     if cov.shape != expected:
         raise ValueError(
             f"covariances for covariance_type={covariance_type!r} must have shape {expected}, "
             f"got {cov.shape}"
         )
+    full = full_covariances(cov, covariance_type, n_components, n_features)
     if covariance_type in ("diag", "spherical"):
         if not np.all(np.isfinite(cov)) or np.any(cov <= 0):
             raise ValueError("covariances (variances) must be finite and > 0")
-        var = cov if covariance_type == "diag" else np.repeat(cov[:, None], n_features, axis=1)
-        return np.sqrt(var)[:, :, None] * np.eye(n_features)
-    full = np.broadcast_to(cov, (n_components, n_features, n_features))
+        return np.sqrt(full)  # diagonal matrices: the square roots of the variances
     if not np.allclose(full, np.swapaxes(full, -1, -2)):
         raise ValueError("covariances must be symmetric")
     try:
@@ -89,11 +84,7 @@ def make_mixture(
     n_samples = int(n_samples)
     if n_samples < 0:
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
-    if covariance_type not in _COVARIANCE_TYPES:
-        raise ValueError(
-            f"covariance_type={covariance_type!r} is not supported; use one of "
-            f"{', '.join(repr(c) for c in _COVARIANCE_TYPES)}"
-        )
+    check_covariance_type(covariance_type)
     weights = np.asarray(weights, dtype=np.float64)
     means = np.asarray(means, dtype=np.float64)
     if weights.ndim != 1 or weights.size == 0:

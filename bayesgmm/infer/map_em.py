@@ -18,22 +18,14 @@ from .._compile_cache import enable_compilation_cache
 from ..core.density import default_block_size
 from ..core.em import EMInfo
 from ..core.init import INIT_METHODS
-from ..core.programs import StartValues, compile_profile, component_bucket, fit_em, run_em
+from ..core.layouts import standardise_covariances
+from ..core.programs import StartValues, compile_profile, component_bucket, default_dtype, fit_em, run_em
 from ..core.params import GMMParams, check_covariance_type
 from ..core.sharding import block_layout, data_mesh, shard_blocks_from_rows, sharded_block_sum, sharded_estep
 from ..core.prior import Prior, ResolvedPrior, resolve_prior
-from ._standardize import from_std as _from_std
-from ._standardize import log_jacobian as _log_jacobian
-from ._standardize import standardisation as _standardisation
-from ._standardize import standardize_rows
-from ._standardize import to_host as _to_host
+from ..core.units import log_jacobian, standardisation, standardise_rows
 
-__all__ = ["MAPResult", "fit_map", "default_dtype"]
-
-
-def default_dtype():
-    """float64 when JAX's x64 mode is on, else float32."""
-    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+__all__ = ["MAPResult", "fit_map"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +152,7 @@ def fit_map(
     rprior = None
     if prior is not None:
         rprior = resolve_prior(prior, x64, n_components, covariance_type, w64, "host")
-    shift, scale = _standardisation(x64, w64, covariance_type, None if prior is not None else reg_covar)
+    shift, scale = standardisation(x64, covariance_type, w64, reg_covar=None if prior is not None else reg_covar)
     mesh = data_mesh(devices)
     np_dtype = np.dtype(dtype)
     reg_z64 = np.full(d, float(reg_covar)) / scale**2
@@ -172,7 +164,7 @@ def fit_map(
     if mesh is None:  # one device: the layout of to_blocks, no sharding machinery at all
         blk, n_blocks = block_layout(n, block)
         # standardised and zero-padded on the host into one array of the final layout
-        z = standardize_rows(x64, shift, scale, np_dtype, n_blocks * blk)
+        z = standardise_rows(x64, shift, scale, np_dtype, n_blocks * blk)
         wp = np.zeros(n_blocks * blk, np_dtype)
         wp[:n] = w64
         # device_put, not jnp.asarray: the latter compiles a small program per shape
@@ -214,7 +206,7 @@ def fit_map(
 
     real = np.arange(n_components)
     best_pad = params_all[best]
-    best_z = _to_host(best_pad.take_components(real))
+    best_z = best_pad.take_components(real).to_numpy()
     best_info = jax.tree_util.tree_map(lambda a: np.asarray(a)[best], info)
     n_eff = float(w64.sum() ** 2 / np.sum(w64**2))
     floor_z = None if rprior is None else rprior.affine(shift, scale).covariance_floor
@@ -235,14 +227,14 @@ def fit_map(
         if not (np.isfinite(info1.objective[0]) and info1.finite[0]):
             pruned &= ~collapsed  # the re-run failed: keep the collapsed fit, reported as such
             break
-        best_z = _to_host(p1[0].take_components(real))
+        best_z = p1[0].take_components(real).to_numpy()
         best_info = jax.tree_util.tree_map(lambda a: np.asarray(a)[0], info1)
         collapsed = find_collapsed(best_z)
     collapsed |= pruned
 
-    params = _from_std(best_z, shift, scale)  # float64 numpy, data units
-    offset = _log_jacobian(params, scale, total_weight, rprior is not None)
-    ll_offset = _log_jacobian(params, scale, total_weight, False)
+    params = best_z.unstandardise(shift, scale)  # float64 numpy, data units
+    offset = log_jacobian(scale, total_weight, params if rprior is not None else None)
+    ll_offset = log_jacobian(scale, total_weight)
     n_iter_best = int(best_info.n_iter)
     n_zero = int(np.sum(best_z.weights <= 0))
     return MAPResult(
@@ -378,16 +370,10 @@ def _start_values(weights_init, means_init, covariances_init, shift, scale, ct, 
         m[:k] = (np.asarray(means_init, np.float64) - shift) / scale
         out["means"] = m.astype(dtype)
     if covariances_init is not None:
-        cov = np.asarray(covariances_init, np.float64)
-        if ct in ("full", "tied"):
-            cov_z = cov / np.outer(scale, scale)
-        elif ct == "diag":
-            cov_z = cov / scale**2
-        else:
-            cov_z = cov / scale[0] ** 2
+        cov_z = standardise_covariances(covariances_init, ct, scale)
         d = len(shift)
         user = GMMParams.from_covariances(np.full(k, 1.0 / k), np.zeros((k, d)), cov_z, ct, xp=np).pad_components(k_pad)
         out["scales"] = user.scales.astype(dtype)
-        if ct in ("full", "tied"):
+        if user.corr_chol is not None:  # full and tied
             out["corr_chol"] = user.corr_chol.astype(dtype)
     return StartValues(**out)

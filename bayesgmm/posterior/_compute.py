@@ -8,7 +8,7 @@ blocks are padded, so one compilation serves every block), so that ``S x N x K``
 whole.
 
 Draws and data are first standardised on the host in float64 (``z = (x - shift) / scale``, the
-model is equivariant under it, see :func:`standardise_params`): differences of large, nearly equal
+model is equivariant under it, see :mod:`bayesgmm.core.units`): differences of large, nearly equal
 numbers then never happen in float32 on the device.
 """
 
@@ -21,31 +21,12 @@ from jax.scipy.special import logsumexp
 
 from ..core.density import log_likelihood, weighted_log_prob
 from ..core.params import GMMParams
-from ..infer._standardize import standardisation as _standardisation
-from ..infer._standardize import to_std
+from ..core.programs import default_dtype
 
-__all__ = [
-    "DrawEvaluator",
-    "device_dtype",
-    "flatten_draws",
-    "log_jacobian",
-    "standardisation",
-    "standardise_params",
-    "to_numpy",
-]
+__all__ = ["DrawEvaluator", "flatten_draws"]
 
 #: Floats per kernel call (about ``block_draws * block_rows * K * D``).
 DEFAULT_BUDGET = 1 << 22
-
-
-def device_dtype():
-    """float64 when JAX's x64 mode is on, else float32."""
-    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-
-
-def to_numpy(params: GMMParams, dtype=np.float64) -> GMMParams:
-    """Copy every field of ``params`` to a host numpy array of ``dtype``."""
-    return jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), params)
 
 
 def flatten_draws(draws: GMMParams, batch_ndim: int) -> GMMParams:
@@ -55,24 +36,6 @@ def flatten_draws(draws: GMMParams, batch_ndim: int) -> GMMParams:
         return a.reshape((-1,) + a.shape[batch_ndim:])
 
     return jax.tree_util.tree_map(flat, draws)
-
-
-def standardisation(x, covariance_type: str, sample_weight=None):
-    """``(shift, scale)`` of shape (D,), the runners' standardisation
-    (:func:`bayesgmm.infer._standardize.standardisation`)."""
-    x = np.asarray(x, np.float64)
-    w = np.ones(x.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
-    return _standardisation(x, w, covariance_type)
-
-
-def standardise_params(params: GMMParams, shift, scale) -> GMMParams:
-    """Parameters in data units -> units of ``(x - shift) / scale`` (numpy float64, any batch axes)."""
-    return to_std(to_numpy(params), shift, scale)
-
-
-def log_jacobian(scale) -> float:
-    """``log p_x(x) - log p_z(z)`` for the standardisation: ``-sum(log scale)``."""
-    return -float(np.sum(np.log(scale)))
 
 
 def _logsumexp0(a):
@@ -122,7 +85,7 @@ class DrawEvaluator:
     ----------
     draws : GMMParams with one leading draw axis ``(S, ...)``
         In the standardised units of ``x`` (numpy float64; moved to the device in
-        :func:`device_dtype`).
+        :func:`bayesgmm.core.programs.default_dtype`).
     x : array of shape (N, D)
         Standardised data.
     budget : int
@@ -130,7 +93,7 @@ class DrawEvaluator:
     """
 
     def __init__(self, draws: GMMParams, x, budget: int = DEFAULT_BUDGET):
-        dtype = device_dtype()
+        dtype = default_dtype()
         self.n_draws = int(draws.means.shape[0])
         self.n_components = int(draws.means.shape[-2])
         self.n_rows, d = np.shape(x)

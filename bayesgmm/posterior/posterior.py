@@ -20,9 +20,12 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_random_state
 
-from .. import _arviz
+from .. import _arviz, anomaly
+from .._validation import check_sample_weight
 from ..core.params import GMMParams, check_covariance_type
-from ._compute import DrawEvaluator, flatten_draws, log_jacobian, standardisation, standardise_params, to_numpy
+from ..core.units import log_jacobian, standardisation
+from . import clusters
+from ._compute import DrawEvaluator, flatten_draws
 from .relabel import RELABEL_METHODS, relabel as _relabel
 
 __all__ = ["Posterior", "PosteriorWarning"]
@@ -101,19 +104,11 @@ class Posterior:
         if self.x.ndim != 2:
             raise ValueError(f"x must have shape (n_samples, n_features), got {self.x.shape}.")
         self.feature_names = None if feature_names is None else [str(f) for f in feature_names]
-        self.sample_weight = None if sample_weight is None else np.asarray(sample_weight, np.float64).reshape(-1)
-        if self.sample_weight is not None and (
-            self.sample_weight.shape[0] != self.x.shape[0]
-            or not np.all(np.isfinite(self.sample_weight))
-            or np.any(self.sample_weight < 0)
-            or not np.any(self.sample_weight > 0)
-        ):
-            raise ValueError(
-                f"sample_weight must hold {self.x.shape[0]} finite, non-negative weights (not all 0), "
-                f"one per row of x; got shape {self.sample_weight.shape}."
-            )
+        self.sample_weight = None if sample_weight is None else check_sample_weight(
+            np.reshape(sample_weight, -1), self.x.shape[0]
+        )
 
-        raw = to_numpy(result.draws)
+        raw = result.draws.to_numpy()
         check_covariance_type(raw.covariance_type)
         if raw.means.ndim != 4:
             raise ValueError(
@@ -134,7 +129,7 @@ class Posterior:
                 "components."
             )
         self.raw_draws = raw
-        self.pivot = to_numpy(pivot)
+        self.pivot = pivot.to_numpy()
         self.method = str(getattr(result, "method", "nuts"))
         self.info = dict(getattr(result, "info", None) or {})
         self.num_chains, self.num_samples = (int(n) for n in raw.means.shape[:2])
@@ -274,8 +269,16 @@ class Posterior:
         return out
 
     # -- ArviZ -------------------------------------------------------------------------------------
-    def pointwise_log_likelihood(self) -> np.ndarray:
-        """``log p(x_n | theta_{c,s})``, ndarray of shape (chain, draw, n_samples) (cached)."""
+    def pointwise_log_likelihood(self, X=None) -> np.ndarray:
+        """``log p(x_n | theta_{c,s})``, ndarray of shape (chain, draw, n_samples).
+
+        Of the data the posterior was conditioned on (cached), or of the points ``X``
+        (array-like of shape (n_samples, n_features)) when given.
+        """
+        if X is not None:
+            X = self._check_X(X)
+            ll = self._evaluator(self.draws, X).pointwise_log_likelihood() + log_jacobian(self._scale)
+            return ll.reshape(self.num_chains, self.num_samples, -1)
         if getattr(self, "_pointwise", None) is None:
             ev = self._evaluator(self.draws, self.x)
             ll = ev.pointwise_log_likelihood() + log_jacobian(self._scale)
@@ -340,7 +343,7 @@ class Posterior:
     # -- predictive ---------------------------------------------------------------------------------
     def _evaluator(self, draws: GMMParams, X) -> DrawEvaluator:
         flat = flatten_draws(draws, 2)
-        return DrawEvaluator(standardise_params(flat, self._shift, self._scale), (X - self._shift) / self._scale)
+        return DrawEvaluator(flat.to_numpy().standardise(self._shift, self._scale), (X - self._shift) / self._scale)
 
     def _check_X(self, X):
         X = np.asarray(X, np.float64)
@@ -449,9 +452,7 @@ class Posterior:
             ``mean``, ``lower``, ``upper`` of shape (n_samples, n_components); ``entropy`` and
             ``expected_entropy`` of shape (n_samples,).
         """
-        from .clusters import assignment_probabilities
-
-        return assignment_probabilities(self, X, interval=interval)
+        return clusters.assignment_probabilities(self, X, interval=interval)
 
     def coclustering(self, X=None) -> np.ndarray:
         """Posterior co-clustering matrix ``Pr(z_i = z_j | data)``, shape (n_samples, n_samples).
@@ -459,9 +460,7 @@ class Posterior:
         Symmetric with unit diagonal; O(S N^2 K) time and O(N^2) memory
         (:func:`bayesgmm.posterior.clusters.coclustering`).
         """
-        from .clusters import coclustering
-
-        return coclustering(self, X)
+        return clusters.coclustering(self, X)
 
     def partition(self, X=None, loss: str = "binder", **kwargs):
         """Partition minimising the posterior expected ``"binder"`` or ``"vi"`` loss.
@@ -470,9 +469,7 @@ class Posterior:
         (n_samples,), ``expected_loss``, ``n_clusters``, ...); keyword arguments as in
         :func:`bayesgmm.posterior.clusters.partition`.
         """
-        from .clusters import partition
-
-        return partition(self, X, loss, **kwargs)
+        return clusters.partition(self, X, loss, **kwargs)
 
     def n_occupied(self, random_state=None) -> np.ndarray:
         """Per draw, the number of components holding at least one data point, (chain, draw).
@@ -481,9 +478,7 @@ class Posterior:
         posterior given each draw (:func:`bayesgmm.posterior.clusters.n_occupied`); with a sparse
         Dirichlet prior this is the posterior of the number of clusters.
         """
-        from .clusters import n_occupied
-
-        return n_occupied(self, random_state)
+        return clusters.n_occupied(self, random_state)
 
     def anomaly_probability(self, X=None, percentile: float = 4.0, *, return_thresholds: bool = False):
         """Posterior probability that a point's density is below the ``percentile`` threshold.
@@ -492,9 +487,7 @@ class Posterior:
         (:func:`bayesgmm.anomaly.anomaly_probability`). Returns an ndarray of shape (n_samples,)
         (and the per-draw thresholds, shape (chain, draw), with ``return_thresholds=True``).
         """
-        from ..anomaly import anomaly_probability
-
-        return anomaly_probability(self, X, percentile, return_thresholds=return_thresholds)
+        return anomaly.anomaly_probability(self, X, percentile, return_thresholds=return_thresholds)
 
     # -- long runs and persistence (logic in bayesgmm.infer.nuts and bayesgmm.io) ------------------
     def extend(self, num_samples: int = 500, *, progress_bar: bool = False, warn: bool = True) -> "Posterior":

@@ -13,8 +13,8 @@ A permutation ``perm`` of shape (K,) maps *new* labels to *old* ones::
 
 (``weights[k]``, ``means[k]``, ``scales[k]`` and ``corr_chol[k]`` where these have a component
 axis; the shared ``tied`` covariance has none and is unchanged). ``perm`` is the ``order`` argument
-of :func:`bayesgmm.core.em.permute_components`; :func:`apply_permutations` applies a whole array of
-them at once.
+of :meth:`bayesgmm.core.params.GMMParams.permute`; :func:`apply_permutations` applies a whole array
+of them at once, one per draw.
 
 Methods
 -------
@@ -56,8 +56,11 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from .._validation import check_sample_weight
 from ..core.params import GMMParams
-from ._compute import DrawEvaluator, device_dtype, flatten_draws, standardisation, standardise_params
+from ..core.programs import default_dtype
+from ..core.units import standardisation
+from ._compute import DrawEvaluator, flatten_draws
 
 __all__ = ["RELABEL_METHODS", "apply_permutations", "pivot_costs", "relabel", "solve_assignments"]
 
@@ -85,34 +88,16 @@ def apply_permutations(draws: GMMParams, perms) -> GMMParams:
     -------
     GMMParams
         Same shapes as ``draws``. NumPy in, NumPy out (no change of dtype); JAX arrays give JAX
-        arrays.
+        arrays. (:meth:`GMMParams.permute <bayesgmm.core.params.GMMParams.permute>`, which also
+        takes one permutation for all draws.)
     """
-    ct = draws.covariance_type
-    leaves = [a for a in (draws.weights, draws.means, draws.scales, draws.corr_chol) if a is not None]
-    xp = jnp if any(isinstance(a, jax.Array) for a in leaves) else np
-    perms = xp.asarray(perms)
-    batch = tuple(draws.weights.shape[:-1])
-    if tuple(perms.shape) != batch + (draws.n_components,):
+    batch = draws.batch_shape
+    if tuple(np.shape(perms)) != batch + (draws.n_components,):
         raise ValueError(
             f"perms must have shape batch_shape + (n_components,) = {batch + (draws.n_components,)}, "
-            f"got {tuple(perms.shape)}."
+            f"got {tuple(np.shape(perms))}."
         )
-
-    def take(a, event_ndim):
-        idx = perms.reshape(perms.shape + (1,) * event_ndim)
-        return xp.take_along_axis(a, idx, axis=perms.ndim - 1)
-
-    weights = take(draws.weights, 0)
-    means = take(draws.means, 1)
-    if ct == "tied":
-        scales, corr = draws.scales, draws.corr_chol
-    elif ct == "spherical":
-        scales, corr = take(draws.scales, 0), None
-    elif ct == "diag":
-        scales, corr = take(draws.scales, 1), None
-    else:
-        scales, corr = take(draws.scales, 1), take(draws.corr_chol, 2)
-    return GMMParams(weights, means, scales, corr, ct)
+    return draws.permute(perms)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,7 +200,7 @@ def pivot_costs(draws: GMMParams, pivot: GMMParams, block: int = 1024) -> np.nda
     ndarray of shape (S, K, K), ``c[s, k, j]`` between pivot component ``k`` and component ``j`` of
     draw ``s``.
     """
-    dtype = device_dtype()
+    dtype = default_dtype()
     s = draws.means.shape[0]
     k = pivot.n_components
     np_dtype = np.dtype(dtype)
@@ -317,14 +302,14 @@ def relabel(
         x = np.asarray(x, np.float64)
         if x.ndim != 2 or x.shape[1] != pivot.n_features:
             raise ValueError(f"x must have shape (n_samples, {pivot.n_features}), got {x.shape}.")
-        w = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+        w = check_sample_weight(sample_weight, x.shape[0])
         shift, scale = standardisation(x, ct, w)
     else:
         # the pivot cost is affine invariant: standardise on the pivot only (float32 safety)
         shift = np.asarray(pivot.means, np.float64).mean(0)
         scale = np.ones_like(shift)
-    flat_std = standardise_params(flat, shift, scale)
-    pivot_std = standardise_params(pivot, shift, scale)
+    flat_std = flat.to_numpy().standardise(shift, scale)
+    pivot_std = pivot.to_numpy().standardise(shift, scale)
 
     if method == "pivot" or init_permutations is None:
         perms = solve_assignments(pivot_costs(flat_std, pivot_std))

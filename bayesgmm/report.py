@@ -269,22 +269,6 @@ def _num(value: float) -> str:
     return f"{value:.5g}"
 
 
-def _component_sds(gm, n_features: int) -> np.ndarray:
-    """Per-component, per-feature standard deviations (K, D) for any covariance type."""
-    cov = np.asarray(gm.covariances_, dtype=np.float64)
-    k = gm.weights_.shape[0]
-    ct = gm.covariance_type
-    if ct == "full":
-        var = np.diagonal(cov, axis1=-2, axis2=-1)
-    elif ct == "tied":
-        var = np.broadcast_to(np.diag(cov), (k, n_features))
-    elif ct == "diag":
-        var = cov
-    else:  # spherical
-        var = np.repeat(cov[:, None], n_features, axis=1)
-    return np.sqrt(var)
-
-
 def _component_order(gm) -> np.ndarray:
     """Estimator labels in the order of the component table (by the mean of the first feature)."""
     return np.argsort(np.asarray(gm.means_, dtype=np.float64)[:, 0], kind="stable")
@@ -411,7 +395,7 @@ def build_report(result, figures: list, files: Sequence[str], *, selection_text:
     names = data.feature_names
     weights = np.asarray(gm.weights_, np.float64)
     means = np.asarray(gm.means_, np.float64)
-    sds = _component_sds(gm, data.n_features)
+    sds = np.asarray(gm.params_.component_sds(), np.float64)
     rows = []
     for rank, k in enumerate(_component_order(gm), start=1):
         for j, name in enumerate(names):

@@ -14,9 +14,10 @@ import argparse
 from typing import Callable
 
 from .. import __version__
+from ..core.params import COVARIANCE_TYPES
 
 PROG = "bayesgmm"
-COVARIANCE_CHOICES = ("full", "tied", "diag", "spherical")
+COVARIANCE_CHOICES = COVARIANCE_TYPES
 METHOD_CHOICES = ("map", "nuts", "vi", "all")
 CRITERION_CHOICES = ("bic", "aic", "icl", "loo", "waic")
 #: Components fitted when ``--components`` is not given and the data set has no default of its own.

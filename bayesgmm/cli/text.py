@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import __version__
 from ..report import (
-    _agreement_rows, _comparison_rows, _component_sds, _diagnostic_rows, _label_mapping, _num, _range_text,
+    _agreement_rows, _comparison_rows, _diagnostic_rows, _label_mapping, _num, _range_text,
 )
 from .arguments import PROG, UNCERTAIN_BELOW
 from .data import Dataset
@@ -63,7 +63,7 @@ def format_map_summary(
     ct = gm.covariance_type
     weights = np.asarray(gm.weights_, dtype=np.float64)
     means = np.asarray(gm.means_, dtype=np.float64)
-    sds = _component_sds(gm, d)
+    sds = np.asarray(gm.params_.component_sds(), np.float64)
     # Components are ordered by the mean of the first feature so that repeated runs read alike.
     order = np.argsort(means[:, 0], kind="stable")
 

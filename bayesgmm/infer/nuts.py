@@ -24,11 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _numpyro
+from .._validation import check_sample_weight
 from ..core.params import GMMParams
 from ..core.prior import Prior
+from ..core.programs import default_dtype
+from ..core.units import log_jacobian
 from ..models.gmm import gmm_model, params_from_sample
-from ._standardize import from_std, log_jacobian
-from .map_em import default_dtype
 from .problem import (
     _check_finite_draws, _check_int, _constrain, _fold_draws, _folds, _prepare, _Problem,
     _site_transforms, _std_sites,
@@ -140,7 +141,7 @@ def _finish(cfg: NUTSConfig, transforms, buf, shift, scale):
     """
     buf = _numpyro.NUTSRecord(*buf)
     sites, ladj = jax.vmap(jax.vmap(lambda u: _constrain(transforms, u)))(buf.z)
-    draws = from_std(params_from_sample(sites, cfg.covariance_type), shift, scale)
+    draws = params_from_sample(sites, cfg.covariance_type).unstandardise(shift, scale)
     # -potential energy is the log joint in the unconstrained space; removing the
     # transforms' Jacobian gives the density of the natural parameters
     stats = (buf.energy, buf.num_steps, buf.accept_prob, buf.diverging, buf.step_size)
@@ -258,7 +259,7 @@ def _split_times(seconds, warmup_steps, sampling_steps, chain_method):
 
 def _nuts_stats(draws, lp_std, stats: NUTSStats, scale, total_weight):
     """``sample_stats`` of NUTS draws (data units, ArviZ names), after checking that they are finite."""
-    offset = log_jacobian(draws[0, 0], scale, total_weight, True)
+    offset = log_jacobian(scale, total_weight, draws[0, 0])
     lp = np.asarray(lp_std, np.float64) + offset
     n_steps = np.asarray(stats.num_steps)
     sample_stats = {
@@ -465,9 +466,7 @@ def _extension_setup(result: SamplerResult, x, sample_weight, num_samples) -> tu
     if not np.all(np.isfinite(x64)):
         raise ValueError("x contains NaN or infinite values; remove or impute them first.")
     dtype = default_dtype()
-    w64 = None if sample_weight is None else np.asarray(sample_weight, np.float64)
-    if w64 is not None and w64.shape != (x64.shape[0],):
-        raise ValueError(f"sample_weight must have shape ({x64.shape[0]},), got {w64.shape}.")
+    w64 = check_sample_weight(sample_weight, x64.shape[0])
     shift, scale = np.asarray(result.shift, np.float64), np.asarray(result.scale, np.float64)
     rprior = result.prior
     zprior = rprior.affine(jnp.asarray(shift, dtype), jnp.asarray(scale, dtype))

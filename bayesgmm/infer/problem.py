@@ -2,7 +2,7 @@
 
 Both samplers (:mod:`bayesgmm.infer.nuts`, :mod:`bayesgmm.infer.svi`) run the NumPyro model
 :func:`bayesgmm.models.gmm_model` on *standardised* data (the per-feature affine map of
-:mod:`bayesgmm.infer._standardize`, under which the model is equivariant, with the prior mapped
+:mod:`bayesgmm.core.units`, under which the model is equivariant, with the prior mapped
 along). This module validates their inputs and builds that common set-up -- a :class:`_Problem`
 (:func:`_prepare`): the standardised data and weights, the resolved prior in data and in
 standardised units, and the start as the model's constrained site values -- together with the
@@ -22,11 +22,12 @@ import numpy as np
 from numpyro import handlers
 from numpyro.distributions import biject_to
 
+from .._validation import check_sample_weight
 from ..core.params import GMMParams, check_covariance_type
+from ..core.programs import default_dtype
 from ..core.prior import Prior, ResolvedPrior, resolve_prior
+from ..core.units import standardisation
 from ..models.gmm import gmm_model, sample_from_params
-from ._standardize import standardisation, to_std
-from .map_em import default_dtype
 
 #: Weights of the start are clipped to at least this (then renormalised): a component emptied by a
 #: sparse prior has weight exactly 0, which is -inf in the unconstrained (stick-breaking) space.
@@ -79,18 +80,13 @@ def _prepare(x, n_components, covariance_type, prior, init, sample_weight, calle
     if not np.all(np.isfinite(x64)):
         raise ValueError("x contains NaN or infinite values; remove or impute them first.")
     n, d = x64.shape
-    if sample_weight is None:
+    w64 = check_sample_weight(sample_weight, n)
+    if w64 is None:
         w64 = np.ones(n)
-    else:
-        w64 = np.asarray(sample_weight, dtype=np.float64)
-        if w64.shape != (n,):
-            raise ValueError(f"sample_weight must have shape ({n},), got {w64.shape}.")
-        if not np.all(np.isfinite(w64)) or np.any(w64 < 0) or w64.sum() <= 0:
-            raise ValueError("sample_weight must be finite, >= 0 and not all zero.")
     dtype = default_dtype()
     # resolved and mapped in float64 on the host (data units never pass through float32)
     rprior = resolve_prior(prior, x64, k, covariance_type, w64, "host")
-    shift, scale = standardisation(x64, w64, covariance_type)
+    shift, scale = standardisation(x64, covariance_type, w64)
     # host arrays of the compute dtype (jnp.asarray would compile a small program per shape)
     np_dtype = np.dtype(dtype)
     zprior = jax.tree_util.tree_map(lambda a: np.asarray(a, np_dtype), rprior.affine(shift, scale))
@@ -102,7 +98,7 @@ def _prepare(x, n_components, covariance_type, prior, init, sample_weight, calle
 
     init = _check_init(init, k, d, covariance_type)
     if prior.ordered_means:  # the ordered model's support: increasing first-feature means
-        init = _permute_components(init, np.argsort(init.means[:, 0], kind="stable"))
+        init = init.permute(np.argsort(init.means[:, 0], kind="stable"))
     wts = np.maximum(init.weights, _MIN_INIT_WEIGHT)
     init = init.replace(weights=wts / wts.sum())
     sites = _std_sites(init, shift, scale, dtype, zprior.ordered_means)
@@ -136,27 +132,12 @@ def _folds(rprior: ResolvedPrior) -> bool:
 def _fold_draws(draws: GMMParams) -> GMMParams:
     """Draws (numpy, any leading batch axes) with the components of each sorted by the first
     feature's mean (the ordered model's labelling)."""
-    order = np.argsort(draws.means[..., 0], axis=-1, kind="stable")  # (..., K)
-    ct = draws.covariance_type
-    scales = draws.scales
-    if ct in ("full", "diag"):
-        scales = np.take_along_axis(scales, order[..., None], -2)
-    elif ct == "spherical":
-        scales = np.take_along_axis(scales, order, -1)
-    corr_chol = draws.corr_chol
-    if ct == "full":
-        corr_chol = np.take_along_axis(corr_chol, order[..., None, None], -3)
-    return draws.replace(
-        weights=np.take_along_axis(draws.weights, order, -1),
-        means=np.take_along_axis(draws.means, order[..., None], -2),
-        scales=scales,
-        corr_chol=corr_chol,
-    )
+    return draws.permute(np.argsort(draws.means[..., 0], axis=-1, kind="stable"))
 
 
 def _std_sites(params: GMMParams, shift, scale, dtype, ordered_means) -> dict:
     """Constrained site values of ``params`` (data units, no batch axes) in standardised units."""
-    init_z = jax.tree_util.tree_map(lambda a: np.asarray(a, np.dtype(dtype)), to_std(params, shift, scale))
+    init_z = jax.tree_util.tree_map(lambda a: np.asarray(a, np.dtype(dtype)), params.standardise(shift, scale))
     sites = sample_from_params(init_z, ordered_means=ordered_means)  # host arrays: nothing compiled
     if params.means.shape[-1] == 1:
         sites.pop("corr_chol", None)  # a deterministic site for D == 1
@@ -185,17 +166,6 @@ def _check_init(init, k, d, covariance_type) -> GMMParams:
     if np.any(init.weights < 0) or np.any(init.scales <= 0):
         raise ValueError("init must have weights >= 0 and scales > 0.")
     return init
-
-
-def _permute_components(p: GMMParams, order) -> GMMParams:
-    """``p`` (numpy, no batch axes) with its components in the given order."""
-    ct = p.covariance_type
-    return p.replace(
-        weights=p.weights[order],
-        means=p.means[order],
-        scales=p.scales if ct == "tied" else p.scales[order],
-        corr_chol=p.corr_chol[order] if ct == "full" else p.corr_chol,
-    )
 
 
 def _site_transforms(problem: _Problem) -> dict:

@@ -32,8 +32,8 @@ from . import _numpyro
 from ..core.logdensity import log_posterior
 from ..core.params import GMMParams
 from ..core.prior import Prior
+from ..core.units import log_jacobian
 from ..models.gmm import gmm_model, params_from_sample
-from ._standardize import from_std, log_jacobian
 from .problem import _check_finite_draws, _check_int, _fold_draws, _prepare
 from .programs import cached_program, program_key, svi_compile_options
 from .state import SamplerResult
@@ -210,12 +210,12 @@ def run_svi(
         sites = {name: sites[name][None] for name in site_names}
         draws_z = params_from_sample(sites, covariance_type)
         if not log_density:
-            return params, losses, from_std(draws_z, shift, scale), None
+            return params, losses, draws_z.unstandardise(shift, scale), None
         lp_z = jax.lax.map(
             lambda p: log_posterior(p, data["x"], data["prior"], data["sample_weight"]),
             draws_z[0],
         )
-        return params, losses, from_std(draws_z, shift, scale), lp_z[None]
+        return params, losses, draws_z.unstandardise(shift, scale), lp_z[None]
 
     args = (rng_key, problem.init_sites, problem.data, np.asarray(problem.shift, problem.dtype),
             np.asarray(problem.scale, problem.dtype))
@@ -246,14 +246,14 @@ def run_svi(
     if problem.fold:
         draws = _fold_draws(draws)
     if lp_z is not None:
-        offset = log_jacobian(draws[0, 0], problem.scale, problem.total_weight, True)
+        offset = log_jacobian(problem.scale, problem.total_weight, draws[0, 0])
         lp = np.asarray(lp_z, np.float64) + offset
     else:
         lp = None
     _check_finite_draws(draws, lp, "SVI", "lower learning_rate or use guide='normal'")
     # ELBO in data units: the evidence changes by the data Jacobian only; AutoDelta's objective
     # is the log joint, which changes by the prior's Jacobian as well.
-    elbo_offset = log_jacobian(draws[0, 0], problem.scale, problem.total_weight, guide == "delta")
+    elbo_offset = log_jacobian(problem.scale, problem.total_weight, draws[0, 0] if guide == "delta" else None)
     t_post = time.perf_counter() - t0
     info = {
         "compile_seconds": t_compile,

@@ -87,7 +87,11 @@ class Prior:
     ordered_means : bool, default=False
         Restrict the prior to components ordered by the mean of the first feature (an
         identifiability constraint). The restricted density is left unnormalised (it differs from
-        the normalised one by ``log(n_components!)``).
+        the normalised one by ``log(n_components!)``). NUTS and VI sample it as the unordered
+        model and sort each draw's components by their first-feature mean, which is exactly the
+        ordered posterior when the prior is exchangeable (one ``weight_concentration`` for all
+        components); a constrained sampler cannot cross between the pieces the ordering cuts the
+        posterior into when two first-feature means are close (bench/VALIDATION.md).
     covariance_floor : float, default=1e-4
         Strength ``c`` of an inverse-Wishart-type factor ``exp(-tr(Psi Sigma_k^{-1}) / 2)`` on every
         component covariance (tied: on the one shared covariance), with ``Psi = c * diag(var(X))``

@@ -19,6 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from . import anomaly, criteria
+from . import io as _io
 from ._compile_cache import enable_compilation_cache
 from ._validation import (
     check_data,
@@ -35,15 +36,26 @@ from .core.layouts import (
     covariances_from_precisions, covariances_shape, full_covariances, n_parameters, standardise_covariances,
 )
 from .core.programs import component_bucket, compiler_options, default_dtype, first_call, paused_gc
-from .core.online import online_em_init, online_em_step
+from .core.online import online_em_init, online_em_step, online_state_arrays, online_state_from_arrays
 from .core.params import GMMParams
 from .core.sharding import (
     allgather, block_layout, data_mesh, n_shards, shard_blocks, shard_rows, sharded_estep, sharded_map_blocks,
 )
 from .core.units import log_jacobian, standardise_rows
-from .infer.map_em import fit_map
+from .infer.map_em import MAPResult, fit_map
 
 __all__ = ["GaussianMixture", "CollapsedComponentWarning"]
+
+
+#: The fitted attributes that are the estimator's state (:meth:`GaussianMixture._get_state`): arrays
+#: stored as they are (float64 / strings) and scalars.
+_STATE_ARRAYS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_",
+                 "lower_bounds_", "collapsed_components_", "feature_names_in_", "_shift", "_scale")
+_STATE_SCALARS = ("converged_", "n_iter_", "lower_bound_", "n_empty_", "n_features_in_", "n_steps_",
+                  "_fit_weight")
+#: The fields of ``map_result_`` that are state (all but ``params``, ``prior`` and ``info``).
+_MAP_ARRAYS = ("history", "restart_objectives", "shift", "scale", "collapsed", "pruned")
+_MAP_SCALARS = ("objective", "log_likelihood", "converged", "n_iter", "n_empty", "best_index")
 
 
 class CollapsedComponentWarning(UserWarning):
@@ -126,6 +138,7 @@ def _rollback_on_error(method):
     return wrapper
 
 
+@_io._loads_into("GaussianMixture")
 class GaussianMixture(DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by MAP-EM (default) or maximum-likelihood EM.
 
@@ -593,9 +606,61 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         TypeError
             A parameter cannot be saved (e.g. ``random_state`` a ``numpy.random.Generator``).
         """
-        from .io import save_estimator
+        return _io.save_estimator(self, path)
 
-        return save_estimator(self, path)
+    def _get_state(self) -> dict:
+        """The fitted state as plain values: what :meth:`save` writes and :meth:`_from_state` restores.
+
+        ``{"scalars": {name: bool | int | float}, "arrays": {name: ndarray}, "map_result": None |
+        {"params": GMMParams, "prior": ResolvedPrior | None, "scalars": {...}, "arrays": {...}},
+        "online": None | {"params": GMMParams, "arrays": {...}}}``, keyed by attribute and field
+        names (feature names as a ``str`` array). :mod:`bayesgmm.io` decides only how they are
+        laid out in a file.
+        """
+        check_is_fitted(self, msg=(
+            "This %(name)s instance is not fitted yet, so there is nothing to save. Call 'fit' first."
+        ))
+        scalars = {}
+        for name in _STATE_SCALARS:
+            if hasattr(self, name):
+                v = getattr(self, name)
+                scalars[name] = bool(v) if isinstance(v, (bool, np.bool_)) else (
+                    int(v) if isinstance(v, (int, np.integer)) else float(v))
+        arrays = {}
+        for name in _STATE_ARRAYS:
+            if hasattr(self, name):
+                v = np.asarray(getattr(self, name))
+                arrays[name] = v.astype(str) if v.dtype.kind == "O" else v  # feature names: str, no pickle
+        state = {"scalars": scalars, "arrays": arrays, "map_result": None, "online": None}
+        mr = getattr(self, "map_result_", None)
+        if mr is not None:
+            state["map_result"] = {
+                "params": mr.params, "prior": mr.prior,
+                "scalars": {name: (bool(getattr(mr, name)) if name == "converged" else
+                                   float(getattr(mr, name)) if name in ("objective", "log_likelihood") else
+                                   int(getattr(mr, name))) for name in _MAP_SCALARS},
+                "arrays": {name: np.asarray(getattr(mr, name)) for name in _MAP_ARRAYS},
+            }
+        online = getattr(self, "_online", None)
+        if online is not None:
+            state["online"] = {"params": online.params, "arrays": online_state_arrays(online)}
+        return state
+
+    @classmethod
+    def _from_state(cls, params: dict, state: dict) -> "GaussianMixture":
+        """An estimator with ``get_params() == params`` and the fitted ``state`` of :meth:`_get_state`."""
+        est = cls(**params)
+        for name, v in state["scalars"].items():
+            setattr(est, name, v)
+        for name, v in state["arrays"].items():
+            setattr(est, name, v.astype(object) if name == "feature_names_in_" else v)
+        m = state["map_result"]
+        if m is not None:
+            est.map_result_ = MAPResult(params=m["params"], prior=m["prior"], info=None, **m["scalars"], **m["arrays"])
+        est._online = None  # as after fit: no partial_fit step taken yet
+        if state["online"] is not None:
+            est._online = online_state_from_arrays(state["online"]["params"], state["online"]["arrays"])
+        return est
 
     _NUTS_OPTIONS = (
         "num_warmup", "num_samples", "num_chains", "chain_method", "dense_mass", "target_accept",
@@ -703,9 +768,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"saved run's); got {unknown}."
             )
         if isinstance(resume, (str, os.PathLike)):
-            from .io import load_posterior
-
-            resume = load_posterior(resume)
+            resume = _io.load_posterior(resume)
         if not isinstance(resume, Posterior):
             raise TypeError(
                 f"resume must be a bayesgmm.Posterior or the path of a saved one, got {type(resume).__name__}."

@@ -26,6 +26,12 @@ Files are written to a temporary file in the target folder and moved into place 
 :func:`os.replace`, so ``path`` never holds a half-written file. A file written by a newer format
 version is refused with a message to upgrade.
 
+What is stored is each class's business: ``GaussianMixture._get_state`` /
+``GaussianMixture._from_state`` and ``Posterior._state`` / ``Posterior._from_state`` name their
+state as plain values; this module only lays it out in a file. It imports neither class at module
+level: ``GaussianMixture`` registers itself as the class that model files load into, and
+:func:`load_posterior` imports :mod:`bayesgmm.posterior` (and with it xarray) when called.
+
 Not stored: ``map_result_.info`` (the per-restart EM diagnostics in standardised units; it is
 ``None`` after loading -- predictions never use it) and a ``Posterior``'s cached computations
 (recomputed on demand, identically).
@@ -219,7 +225,7 @@ def _random_state_from_json(v, arrays):
 # ---------------------------------------------------------------------------------------------
 # GaussianMixture
 # ---------------------------------------------------------------------------------------------
-#: The class each kind of file is loaded into. A class registers itself with :func:`_loads_into`
+#: The class each kind of file is loaded into. A class registers itself with ``_loads_into``
 #: (:class:`~bayesgmm.GaussianMixture` when :mod:`bayesgmm.estimator` is imported, which ``import
 #: bayesgmm`` does), so that this module, below the classes whose state it stores, imports none.
 _CLASSES: dict = {}

@@ -5,14 +5,15 @@ with the same prior: a jitted MAP-EM (:class:`GaussianMixture`), NUTS and variat
 (:meth:`GaussianMixture.fit_posterior`, returning a relabelled :class:`Posterior`).
 """
 
+from ._version import __version__
 from .core.logdensity import log_posterior
 from .core.params import GMMParams
 from .core.prior import Prior
 from .comparison import compare
 from .estimator import CollapsedComponentWarning, GaussianMixture
+from .io import load, load_posterior
 from .selection import select
 
-__version__ = "0.1.0"
 __all__ = [
     "CollapsedComponentWarning", "GaussianMixture", "GMMParams", "Posterior", "Prior", "compare", "load",
     "load_posterior", "log_posterior", "select", "__version__",
@@ -25,8 +26,4 @@ def __getattr__(name):
         from .posterior import Posterior
 
         return Posterior
-    if name in ("load", "load_posterior"):  # bayesgmm.io (load_posterior imports ArviZ)
-        from . import io
-
-        return getattr(io, name)
     raise AttributeError(f"module 'bayesgmm' has no attribute {name!r}")

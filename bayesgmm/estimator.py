@@ -12,14 +12,13 @@ import functools
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from . import anomaly, criteria
-from ._compile_cache import enable_compilation_cache
+from . import io as _io
 from ._validation import (
     check_data,
     check_params,
@@ -29,77 +28,33 @@ from ._validation import (
     resolve_prior_arg,
     seed_from,
 )
-from .core.density import _bucket, default_block_size, map_blocks, weighted_log_prob
 from .core.init import INIT_METHODS
 from .core.layouts import (
     covariances_from_precisions, covariances_shape, full_covariances, n_parameters, standardise_covariances,
 )
-from .core.programs import component_bucket, compiler_options, default_dtype, first_call, paused_gc
-from .core.online import online_em_init, online_em_step
+from .core.online import online_state_arrays, online_state_from_arrays
 from .core.params import GMMParams
-from .core.sharding import (
-    allgather, block_layout, data_mesh, n_shards, shard_blocks, shard_rows, sharded_estep, sharded_map_blocks,
-)
-from .core.units import log_jacobian, standardise_rows
-from .infer.map_em import fit_map
+from .core.units import log_jacobian
+from .infer.map_em import MAPResult, fit_map
+from .infer.online_em import online_em_start, online_em_update
+from .infer.scoring import score_rows
 
 __all__ = ["GaussianMixture", "CollapsedComponentWarning"]
 
 
+#: The fitted attributes that are the estimator's state (:meth:`GaussianMixture._get_state`): arrays
+#: stored as they are (float64 / strings) and scalars.
+_STATE_ARRAYS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_",
+                 "lower_bounds_", "collapsed_components_", "feature_names_in_", "_shift", "_scale")
+_STATE_SCALARS = ("converged_", "n_iter_", "lower_bound_", "n_empty_", "n_features_in_", "n_steps_",
+                  "_fit_weight")
+#: The fields of ``map_result_`` that are state (all but ``params``, ``prior`` and ``info``).
+_MAP_ARRAYS = ("history", "restart_objectives", "shift", "scale", "collapsed", "pruned")
+_MAP_SCALARS = ("objective", "log_likelihood", "converged", "n_iter", "n_empty", "best_index")
+
+
 class CollapsedComponentWarning(UserWarning):
     """A mixture component collapsed during EM and was pruned (see ``collapsed_components_``)."""
-
-
-def _score_rows(params: GMMParams, x):
-    """Per row, the log responsibilities and then the log density: shape (n, K + 1)."""
-    lp = weighted_log_prob(params, x)
-    lse = jax.scipy.special.logsumexp(lp, axis=-1, keepdims=True)
-    return jnp.concatenate([lp - lse, lse], axis=-1)
-
-
-def _apply_in_blocks(params, z, block):
-    return map_blocks(lambda xb: _score_rows(params, xb), z, block)
-
-
-def _apply_sharded(params, z, block, mesh):
-    return sharded_map_blocks(lambda xb: _score_rows(params, xb), z, block, mesh)
-
-
-@functools.lru_cache(maxsize=None)
-def _scoring_programs():
-    """The one scoring program (every scoring method reads its columns), and its sharded twin.
-
-    Built at first use: the compile options depend on the backend, which import must not start.
-    """
-    enable_compilation_cache()
-    opts = compiler_options("fast")
-    return (
-        jax.jit(_apply_in_blocks, static_argnames=("block",), compiler_options=opts),
-        jax.jit(_apply_sharded, static_argnames=("block", "mesh"), compiler_options=opts),
-    )
-
-
-@functools.partial(jax.jit, static_argnames=("estep",))
-def _online_step(state, xb, wb, prior, reg_covar, t0, kappa, estep=None):
-    if estep is None:
-        return online_em_step(state, xb, wb, prior, reg_covar, t0, kappa)
-    return online_em_step(state, xb, wb, prior, reg_covar, t0, kappa, estep=estep)
-
-
-def _device(params: GMMParams, dtype) -> GMMParams:
-    """Host parameters on the default device in ``dtype`` (a transfer; nothing is compiled)."""
-    return jax.device_put(jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), params))
-
-
-#: Rows per host chunk of the scoring methods on large ``X`` (rounded to whole blocks).
-_SCORE_CHUNK_ROWS = 1 << 18
-
-
-def _padded_rows(n: int, block: int) -> int:
-    """Rows to pad ``n`` to: a power of two below one block, else whole blocks (few compilations)."""
-    if n <= block:
-        return 1 << max(5, (n - 1).bit_length())
-    return -(-n // block) * block
 
 
 def _rollback_on_error(method):
@@ -126,6 +81,7 @@ def _rollback_on_error(method):
     return wrapper
 
 
+@_io._loads_into("GaussianMixture")
 class GaussianMixture(DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by MAP-EM (default) or maximum-likelihood EM.
 
@@ -395,48 +351,21 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         n = X.shape[0]
         w = check_sample_weight(sample_weight, n)
         w = np.ones(n) if w is None else w
-        dtype = default_dtype()
         if getattr(self, "_online", None) is None:
-            self._online = online_em_init(_device(self._std_params(), dtype), self._fit_weight)
-        prior = self.map_result_.prior
-        shift = jnp.asarray(self._shift, dtype)
-        scale = jnp.asarray(self._scale, dtype)
-        zprior = None if prior is None else prior.affine(shift, scale)
-        reg_z = jnp.asarray(np.full(X.shape[1], float(self.reg_covar)) / self._scale**2, dtype)
-        block = default_block_size(self.n_components, X.shape[1])
-        mesh = data_mesh(self.devices)
-        np_dtype = np.dtype(dtype)
-        blk, n_blocks = block_layout(n, block, n_shards(mesh))
-        z = standardise_rows(X, self._shift, self._scale, np_dtype, n_blocks * blk)
-        if mesh is None:
-            wp = np.zeros(n_blocks * blk, np_dtype)
-            wp[:n] = w
-            xb = jnp.asarray(z.reshape(n_blocks, blk, -1))
-            wb = jnp.asarray(wp.reshape(n_blocks, blk))
-            estep = None
-        else:
-            xb, wb = shard_blocks(z, w.astype(np_dtype), block, mesh, np_dtype)
-            estep = sharded_estep(mesh)
-        state, info = _online_step(
-            self._online, xb, wb, zprior, reg_z, jnp.asarray(t0, dtype), jnp.asarray(kappa, dtype),
-            estep=estep,
+            self._online = online_em_start(self._std_params(), self._fit_weight)
+        step = online_em_update(
+            self._online, X, w, shift=self._shift, scale=self._scale, prior=self.map_result_.prior,
+            reg_covar=self.reg_covar, t0=t0, kappa=kappa, devices=self.devices,
         )
-        leaves = jax.tree_util.tree_leaves(state.params)
-        if not all(bool(jnp.all(jnp.isfinite(a))) for a in leaves):
-            raise FloatingPointError(
-                "partial_fit produced non-finite parameters (a covariance became singular). "
-                "Use larger chunks, a larger learning_offset (smaller first steps), fewer "
-                "components, or the default prior instead of prior=None."
-            )
-        self._online = state
-        params = state.params.unstandardise(shift, scale)
+        self._online = step.state
+        params = step.params
         self.weights_ = np.asarray(params.weights, np.float64)
         self.means_ = np.asarray(params.means, np.float64)
         self.covariances_ = np.asarray(params.covariances(), np.float64)
         self.precisions_cholesky_ = np.asarray(params.precisions_cholesky(), np.float64)
         self.precisions_ = np.asarray(params.precisions(), np.float64)
         # mean log-likelihood of this chunk at the parameters before the update (data units)
-        self.lower_bound_ = float(info.log_likelihood / info.chunk_weight) + log_jacobian(self._scale)
+        self.lower_bound_ = step.mean_log_likelihood
         self.n_steps_ = getattr(self, "n_steps_", 0) + 1
         return self
 
@@ -593,9 +522,61 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         TypeError
             A parameter cannot be saved (e.g. ``random_state`` a ``numpy.random.Generator``).
         """
-        from .io import save_estimator
+        return _io.save_estimator(self, path)
 
-        return save_estimator(self, path)
+    def _get_state(self) -> dict:
+        """The fitted state as plain values: what :meth:`save` writes and :meth:`_from_state` restores.
+
+        ``{"scalars": {name: bool | int | float}, "arrays": {name: ndarray}, "map_result": None |
+        {"params": GMMParams, "prior": ResolvedPrior | None, "scalars": {...}, "arrays": {...}},
+        "online": None | {"params": GMMParams, "arrays": {...}}}``, keyed by attribute and field
+        names (feature names as a ``str`` array). :mod:`bayesgmm.io` decides only how they are
+        laid out in a file.
+        """
+        check_is_fitted(self, msg=(
+            "This %(name)s instance is not fitted yet, so there is nothing to save. Call 'fit' first."
+        ))
+        scalars = {}
+        for name in _STATE_SCALARS:
+            if hasattr(self, name):
+                v = getattr(self, name)
+                scalars[name] = bool(v) if isinstance(v, (bool, np.bool_)) else (
+                    int(v) if isinstance(v, (int, np.integer)) else float(v))
+        arrays = {}
+        for name in _STATE_ARRAYS:
+            if hasattr(self, name):
+                v = np.asarray(getattr(self, name))
+                arrays[name] = v.astype(str) if v.dtype.kind == "O" else v  # feature names: str, no pickle
+        state = {"scalars": scalars, "arrays": arrays, "map_result": None, "online": None}
+        mr = getattr(self, "map_result_", None)
+        if mr is not None:
+            state["map_result"] = {
+                "params": mr.params, "prior": mr.prior,
+                "scalars": {name: (bool(getattr(mr, name)) if name == "converged" else
+                                   float(getattr(mr, name)) if name in ("objective", "log_likelihood") else
+                                   int(getattr(mr, name))) for name in _MAP_SCALARS},
+                "arrays": {name: np.asarray(getattr(mr, name)) for name in _MAP_ARRAYS},
+            }
+        online = getattr(self, "_online", None)
+        if online is not None:
+            state["online"] = {"params": online.params, "arrays": online_state_arrays(online)}
+        return state
+
+    @classmethod
+    def _from_state(cls, params: dict, state: dict) -> "GaussianMixture":
+        """An estimator with ``get_params() == params`` and the fitted ``state`` of :meth:`_get_state`."""
+        est = cls(**params)
+        for name, v in state["scalars"].items():
+            setattr(est, name, v)
+        for name, v in state["arrays"].items():
+            setattr(est, name, v.astype(object) if name == "feature_names_in_" else v)
+        m = state["map_result"]
+        if m is not None:
+            est.map_result_ = MAPResult(params=m["params"], prior=m["prior"], info=None, **m["scalars"], **m["arrays"])
+        est._online = None  # as after fit: no partial_fit step taken yet
+        if state["online"] is not None:
+            est._online = online_state_from_arrays(state["online"]["params"], state["online"]["arrays"])
+        return est
 
     _NUTS_OPTIONS = (
         "num_warmup", "num_samples", "num_chains", "chain_method", "dense_mass", "target_accept",
@@ -703,9 +684,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"saved run's); got {unknown}."
             )
         if isinstance(resume, (str, os.PathLike)):
-            from .io import load_posterior
-
-            resume = load_posterior(resume)
+            resume = _io.load_posterior(resume)
         if not isinstance(resume, Posterior):
             raise TypeError(
                 f"resume must be a bayesgmm.Posterior or the path of a saved one, got {type(resume).__name__}."
@@ -744,42 +723,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _blocks(self, X, part):
         """``part="log_resp"``: log responsibilities (n, K); ``"log_density"``: log densities (n,) in
-        the standardised frame (float64; only that part is copied out of the device's dtype)."""
-        pick = (lambda o, n: o[:n, :k]) if part == "log_resp" else (lambda o, n: o[:n, -1])
-        dtype = np.dtype(default_dtype())
-        n, d = X.shape
-        k = self.n_components
-        block = default_block_size(k, d)
-        mesh = data_mesh(self.devices)
-        in_blocks, sharded = _scoring_programs()
-        if mesh is not None:  # rows split over the devices, each passes over its share in blocks
-            s = n_shards(mesh)
-            local = min(block, _bucket(-(-n // s)))
-            n_pad = -(-n // (s * local)) * s * local
-            params = _device(self._std_params(), dtype)
-            z = standardise_rows(X, self._shift, self._scale, dtype, n_pad)
-            return pick(allgather(sharded(params, shard_rows(z, n_pad, mesh), local, mesh)), n).astype(np.float64)
-        chunk = block * max(1, _SCORE_CHUNK_ROWS // block)
-        if n > chunk:
-            # large X: host chunks of one size (one compilation), so that only one chunk's
-            # standardised copy exists at a time
-            params = _device(self._std_params(), dtype)
-            out = np.empty((n, k) if part == "log_resp" else (n,), np.float64)
-            for i in range(0, n, chunk):
-                j = min(i + chunk, n)
-                z = jax.device_put(standardise_rows(X[i:j], self._shift, self._scale, dtype, chunk))
-                out[i:j] = pick(np.asarray(in_blocks(params, z, block)), j - i)
-            return out
-        n_pad = _padded_rows(n, block)
-        # small X: components padded to the bucket of the fit's programs (one scoring program
-        # serves every n_components up to it); zero padding rows are harmless (the standardised
-        # origin) and cut off below
-        k_pad = component_bucket(k, n_pad, d, self.covariance_type)
-        params = _device(self._std_params(k_pad), dtype)
-        z = jax.device_put(standardise_rows(X, self._shift, self._scale, dtype, n_pad))
-        with paused_gc(first_call("score", (params, z), (min(block, n_pad),))):
-            out = in_blocks(params, z, min(block, n_pad))
-        return pick(np.asarray(out), n).astype(np.float64)
+        the standardised frame (float64; see :func:`bayesgmm.infer.scoring.score_rows`)."""
+        return score_rows(self._std_params(), X, self._shift, self._scale, part, self.devices)
 
     def _check_X(self, X):
         check_is_fitted(self)

@@ -26,6 +26,12 @@ Files are written to a temporary file in the target folder and moved into place 
 :func:`os.replace`, so ``path`` never holds a half-written file. A file written by a newer format
 version is refused with a message to upgrade.
 
+What is stored is each class's business: ``GaussianMixture._get_state`` /
+``GaussianMixture._from_state`` and ``Posterior._state`` / ``Posterior._from_state`` name their
+state as plain values; this module only lays it out in a file. It imports neither class at module
+level: ``GaussianMixture`` registers itself as the class that model files load into, and
+:func:`load_posterior` imports :mod:`bayesgmm.posterior` (and with it xarray) when called.
+
 Not stored: ``map_result_.info`` (the per-restart EM diagnostics in standardised units; it is
 ``None`` after loading -- predictions never use it) and a ``Posterior``'s cached computations
 (recomputed on demand, identically).
@@ -33,6 +39,7 @@ Not stored: ``map_result_.info`` (the per-restart EM diagnostics in standardised
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -41,6 +48,11 @@ import zipfile
 import zlib
 
 import numpy as np
+
+from ._version import __version__
+from .core.params import GMMParams
+from .core.prior import Prior, ResolvedPrior
+from .infer.state import FlatState, flatten_state
 
 __all__ = ["FORMAT_VERSION", "load", "load_posterior", "save_estimator", "save_posterior"]
 
@@ -93,8 +105,6 @@ def _atomic_write(path, write):
 
 
 def _header(kind: str, digest: str) -> str:
-    from . import __version__
-
     return json.dumps({
         "magic": _MAGIC, "kind": kind, "format_version": FORMAT_VERSION,
         "bayesgmm_version": __version__, "sha256": digest,
@@ -170,13 +180,9 @@ def _from_json_value(v, arrays):
 
 
 def _prior_to_json(prior, arrays):
-    from .core.prior import Prior
-
     if prior is None or isinstance(prior, str):
         return prior
     if isinstance(prior, Prior):
-        import dataclasses
-
         return {"__prior__": {f.name: _to_json_value(f"prior.{f.name}", getattr(prior, f.name), arrays)
                               for f in dataclasses.fields(prior)}}
     if isinstance(prior, dict):
@@ -185,8 +191,6 @@ def _prior_to_json(prior, arrays):
 
 
 def _prior_from_json(v, arrays):
-    from .core.prior import Prior
-
     if isinstance(v, dict) and "__prior__" in v:
         fields = {k: _from_json_value(x, arrays) for k, x in v["__prior__"].items()}
         # files written before Prior.covariance_floor existed describe the model without it
@@ -221,16 +225,20 @@ def _random_state_from_json(v, arrays):
 # ---------------------------------------------------------------------------------------------
 # GaussianMixture
 # ---------------------------------------------------------------------------------------------
-#: Fitted array attributes stored as they are (float64 / strings).
-_FITTED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_",
-                  "lower_bounds_", "collapsed_components_", "feature_names_in_", "_shift", "_scale")
-_FITTED_SCALARS = ("converged_", "n_iter_", "lower_bound_", "n_empty_", "n_features_in_", "n_steps_",
-                   "_fit_weight")
-#: The running state of ``partial_fit`` (``OnlineEMState``), stored so that a loaded model goes on
-#: streaming exactly as the saved one would.
-_ONLINE_ARRAYS = ("s0", "s1", "s2", "n_seen", "n_steps")
-_MAP_ARRAYS = ("history", "restart_objectives", "shift", "scale", "collapsed", "pruned")
-_MAP_SCALARS = ("objective", "log_likelihood", "converged", "n_iter", "n_empty", "best_index")
+#: The class each kind of file is loaded into. A class registers itself with ``_loads_into``
+#: (:class:`~bayesgmm.GaussianMixture` when :mod:`bayesgmm.estimator` is imported, which ``import
+#: bayesgmm`` does), so that this module, below the classes whose state it stores, imports none.
+_CLASSES: dict = {}
+
+
+def _loads_into(kind: str):
+    """Class decorator: files of ``kind`` are loaded with ``cls._from_state(params, state)``."""
+
+    def register(cls):
+        _CLASSES[kind] = cls
+        return cls
+
+    return register
 
 
 def _params_arrays(prefix, p, arrays):
@@ -242,8 +250,6 @@ def _params_arrays(prefix, p, arrays):
 
 
 def _params_from_arrays(prefix, covariance_type, arrays):
-    from .core.params import GMMParams
-
     return GMMParams(
         weights=arrays[f"{prefix}.weights"], means=arrays[f"{prefix}.means"],
         scales=arrays[f"{prefix}.scales"], corr_chol=arrays.get(f"{prefix}.corr_chol"),
@@ -265,8 +271,6 @@ def _resolved_prior_to(prefix, rp, arrays):
 
 
 def _resolved_prior_from(prefix, meta, arrays):
-    from .core.prior import ResolvedPrior
-
     if meta is None:
         return None
     # covariance_floor is absent from files written before it existed (the model without it)
@@ -275,13 +279,17 @@ def _resolved_prior_from(prefix, meta, arrays):
                          ordered_means=meta["ordered_means"])
 
 
-def save_estimator(estimator, path):
-    """Write a fitted :class:`~bayesgmm.GaussianMixture` to ``path`` (see :meth:`GaussianMixture.save`)."""
-    from sklearn.utils.validation import check_is_fitted
+def _split(prefix, arrays):
+    """The arrays named ``prefix<name>`` (not further dotted), by ``name``, in file order."""
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix) and "." not in k[len(prefix):]}
 
-    check_is_fitted(estimator, msg=(
-        "This %(name)s instance is not fitted yet, so there is nothing to save. Call 'fit' first."
-    ))
+
+def save_estimator(estimator, path):
+    """Write a fitted :class:`~bayesgmm.GaussianMixture` to ``path`` (see :meth:`GaussianMixture.save`).
+
+    The file holds ``estimator.get_params(deep=False)`` and ``estimator._get_state()``.
+    """
+    state = estimator._get_state()  # NotFittedError first
     arrays: dict = {}
     params = {}
     for name, v in estimator.get_params(deep=False).items():
@@ -293,38 +301,24 @@ def save_estimator(estimator, path):
             params[name] = _random_state_to_json(v, arrays)
         else:
             params[name] = _to_json_value(name, v, arrays)
-    fitted = {}
-    for name in _FITTED_SCALARS:
-        if hasattr(estimator, name):
-            v = getattr(estimator, name)
-            fitted[name] = bool(v) if isinstance(v, (bool, np.bool_)) else (
-                int(v) if isinstance(v, (int, np.integer)) else float(v))
-    stored_arrays = []
-    for name in _FITTED_ARRAYS:
-        if hasattr(estimator, name):
-            v = np.asarray(getattr(estimator, name))
-            if v.dtype.kind == "O":  # feature names: object array of str (no pickle)
-                v = v.astype(str)
-            arrays[f"fitted:{name}"] = v
-            stored_arrays.append(name)
-    spec = {"class": type(estimator).__name__, "params": params, "fitted": fitted,
-            "fitted_arrays": stored_arrays}
-    mr = getattr(estimator, "map_result_", None)
-    if mr is not None:
+    for name, v in state["arrays"].items():
+        arrays[f"fitted:{name}"] = v
+    spec = {"class": type(estimator).__name__, "params": params, "fitted": dict(state["scalars"]),
+            "fitted_arrays": list(state["arrays"])}
+    m = state["map_result"]
+    if m is not None:
         spec["map_result"] = {
-            "covariance_type": _params_arrays("map.params", mr.params, arrays),
-            "prior": _resolved_prior_to("map.prior", mr.prior, arrays),
-            **{name: (bool(getattr(mr, name)) if name == "converged" else
-                      float(getattr(mr, name)) if name in ("objective", "log_likelihood") else
-                      int(getattr(mr, name))) for name in _MAP_SCALARS},
+            "covariance_type": _params_arrays("map.params", m["params"], arrays),
+            "prior": _resolved_prior_to("map.prior", m["prior"], arrays),
+            **m["scalars"],
         }
-        for name in _MAP_ARRAYS:
-            arrays[f"map.{name}"] = np.asarray(getattr(mr, name))
-    online = getattr(estimator, "_online", None)
+        for name, v in m["arrays"].items():
+            arrays[f"map.{name}"] = v
+    online = state["online"]
     if online is not None:
-        spec["online"] = _params_arrays("online.params", online.params, arrays)
-        for name in _ONLINE_ARRAYS:
-            arrays[f"online.{name}"] = np.asarray(getattr(online, name))
+        spec["online"] = _params_arrays("online.params", online["params"], arrays)
+        for name, v in online["arrays"].items():
+            arrays[f"online.{name}"] = v
     spec_json = json.dumps(spec, sort_keys=True, allow_nan=True)
     header = _header("GaussianMixture", _digest(spec_json, arrays))
 
@@ -386,8 +380,6 @@ def load(path):
         The file is not a bayesgmm model, is truncated, fails its checksum or was written by a
         newer file format version.
     """
-    from .estimator import GaussianMixture
-
     header_json, spec_json, arrays = _read_npz(path)
     header = _check_header(path, header_json, "GaussianMixture")
     _check_digest(path, header, spec_json, arrays)
@@ -401,34 +393,21 @@ def load(path):
                 params[name] = _random_state_from_json(v, arrays)
             else:
                 params[name] = _from_json_value(v, arrays)
-        est = GaussianMixture(**params)
-        for name, v in spec["fitted"].items():
-            setattr(est, name, v)
-        for name in spec["fitted_arrays"]:
-            v = arrays[f"fitted:{name}"]
-            setattr(est, name, v.astype(object) if name == "feature_names_in_" else v)
+        state = {"scalars": spec["fitted"], "arrays": {name: arrays[f"fitted:{name}"] for name in spec["fitted_arrays"]},
+                 "map_result": None, "online": None}
         if "map_result" in spec:
-            from .infer.map_em import MAPResult
-
-            m = spec["map_result"]
-            est.map_result_ = MAPResult(
-                params=_params_from_arrays("map.params", m["covariance_type"], arrays),
-                prior=_resolved_prior_from("map.prior", m["prior"], arrays),
-                info=None,
-                **{name: m[name] for name in _MAP_SCALARS},
-                **{name: arrays[f"map.{name}"] for name in _MAP_ARRAYS},
-            )
-        est._online = None  # as after fit: no partial_fit step taken yet
+            m = dict(spec["map_result"])
+            state["map_result"] = {
+                "params": _params_from_arrays("map.params", m.pop("covariance_type"), arrays),
+                "prior": _resolved_prior_from("map.prior", m.pop("prior"), arrays),
+                "scalars": m, "arrays": _split("map.", arrays),
+            }
         if "online" in spec:
-            from .core.online import OnlineEMState
-
-            est._online = OnlineEMState(
-                _params_from_arrays("online.params", spec["online"], arrays),
-                *(arrays[f"online.{name}"] for name in _ONLINE_ARRAYS),
-            )
+            state["online"] = {"params": _params_from_arrays("online.params", spec["online"], arrays),
+                               "arrays": _split("online.", arrays)}
+        return _CLASSES["GaussianMixture"]._from_state(params, state)
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{os.fspath(path)!r} is a malformed bayesgmm model file ({type(e).__name__}: {e}).") from None
-    return est
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,31 +471,33 @@ def _posterior_digest_arrays(groups: dict, extra: dict) -> dict:
 
 
 def save_posterior(post, path):
-    """Write a :class:`~bayesgmm.Posterior` to ``path`` (see :meth:`Posterior.save`)."""
-    from . import _arviz
-    from .infer.state import flatten_state
+    """Write a :class:`~bayesgmm.Posterior` to ``path`` (see :meth:`Posterior.save`).
 
+    The file holds the groups of ``post.idata`` and what ``post._state()`` has beyond them.
+    """
+    from . import _arviz  # xarray: imported only when a posterior is saved
+
+    state = post._state()
     idata = post.idata
     arrays: dict = {}
-    _params_arrays("pivot", post.pivot, arrays)
-    sampler = post._sampler
+    _params_arrays("pivot", state["pivot"], arrays)
     sampler_meta = None
-    if sampler.get("prior") is not None:
-        sampler_meta = {"prior": _resolved_prior_to("sampler.prior", sampler["prior"], arrays)}
-        arrays["sampler.shift"] = np.asarray(sampler["shift"])
-        arrays["sampler.scale"] = np.asarray(sampler["scale"])
+    if state["prior"] is not None:
+        sampler_meta = {"prior": _resolved_prior_to("sampler.prior", state["prior"], arrays)}
+        arrays["sampler.shift"] = np.asarray(state["shift"])
+        arrays["sampler.scale"] = np.asarray(state["scale"])
     state_meta = None
-    if post.sampler_state is not None:
-        flat = flatten_state(post.sampler_state)
+    if state["sampler_state"] is not None:
+        flat = flatten_state(state["sampler_state"])
         for i, leaf in enumerate(flat.leaves):
             arrays[f"state.{i}"] = leaf
         state_meta = {"paths": list(flat.paths), "is_key": list(flat.is_key), "key_impl": flat.key_impl}
-    info_json = _tree_to_json(post.info, arrays, "info.")
+    info_json = _tree_to_json(state["info"], arrays, "info.")
     spec = {
-        "method": post.method, "relabel_method": post.relabel_method, "max_iter": int(post.max_iter),
-        "num_warmup": None if post.num_warmup is None else int(post.num_warmup),
-        "covariance_type": post.covariance_type, "feature_names": post.feature_names,
-        "has_sample_weight": post.sample_weight is not None, "info": info_json,
+        "method": state["method"], "relabel_method": state["relabel_method"], "max_iter": int(state["max_iter"]),
+        "num_warmup": None if state["num_warmup"] is None else int(state["num_warmup"]),
+        "covariance_type": state["draws"].covariance_type, "feature_names": state["feature_names"],
+        "has_sample_weight": state["sample_weight"] is not None, "info": info_json,
         "state": state_meta, "sampler": sampler_meta,
     }
     spec_json = json.dumps(spec, sort_keys=True, allow_nan=True)
@@ -549,8 +530,7 @@ def load_posterior(path):
         The file is not a bayesgmm posterior, is truncated, fails its checksum or was written by
         a newer file format version.
     """
-    from . import _arviz
-    from .infer.state import FlatState
+    from . import _arviz  # xarray: imported only when a posterior is loaded
     from .posterior import Posterior
 
     path = os.fspath(path)
@@ -574,8 +554,6 @@ def load_posterior(path):
     arrays = {name: state[name].values for name in state.data_vars}
     _check_digest(path, header, spec_json, _posterior_digest_arrays(groups, arrays))
     try:
-        from .core.params import GMMParams
-
         spec = json.loads(spec_json)
         ct = spec["covariance_type"]
 
@@ -596,7 +574,7 @@ def load_posterior(path):
             sampler_state = FlatState(tuple(meta["paths"]), tuple(arrays[f"state.{i}"] for i in range(len(meta["paths"]))),
                                       tuple(bool(k) for k in meta["is_key"]), meta["key_impl"])
         stats = groups.get("sample_stats")
-        return Posterior._restore(
+        return Posterior._from_state(dict(
             raw_draws=params_of(raw_group), draws=params_of(groups["posterior"]),
             permutations=raw_group["permutation"].values, x=groups["observed_data"]["obs"].values,
             pivot=_params_from_arrays("pivot", ct, arrays),
@@ -605,7 +583,7 @@ def load_posterior(path):
             info=_tree_from_json(spec["info"], arrays), num_warmup=spec["num_warmup"],
             sample_stats={} if stats is None else {name: stats[name].values for name in stats.data_vars},
             relabel_method=spec["relabel_method"], max_iter=spec["max_iter"],
-            sampler_state=sampler_state, sampler=sampler,
-        )
+            sampler_state=sampler_state, **sampler,
+        ))
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path!r} is a malformed bayesgmm posterior file ({type(e).__name__}: {e}).") from None

@@ -102,7 +102,7 @@ def compile_and_recompiles(n, d, k):
     import jax
 
     from bayesgmm import GaussianMixture, Prior
-    from bayesgmm import estimator as est_mod
+    from bayesgmm.infer import scoring as est_mod
     from bayesgmm.core.programs import TRACE_COUNTS
 
     x = make_data(n, d, k, seed=1)

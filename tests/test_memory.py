@@ -6,7 +6,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-import bayesgmm.estimator as estimator_module
+import bayesgmm.infer.scoring as scoring_module
 from bayesgmm import GaussianMixture
 from bayesgmm.core import prior as prior_module
 from bayesgmm.core.units import standardise_rows
@@ -35,8 +35,8 @@ def test_scoring_in_host_chunks_matches_one_pass(monkeypatch):
     x[:1500] += 4.0
     gm = GaussianMixture(2, covariance_type="diag", random_state=0).fit(x)
     s, p = gm.score_samples(x), gm.predict_proba(x)
-    monkeypatch.setattr(estimator_module, "_SCORE_CHUNK_ROWS", 512)
-    monkeypatch.setattr(estimator_module, "default_block_size", lambda k, d: 256)
+    monkeypatch.setattr(scoring_module, "_SCORE_CHUNK_ROWS", 512)
+    monkeypatch.setattr(scoring_module, "default_block_size", lambda k, d: 256)
     s2, p2 = gm.score_samples(x), gm.predict_proba(x)  # 6 host chunks of 512 rows
     assert s2.shape == s.shape and p2.shape == p.shape
     np.testing.assert_allclose(s2, s, rtol=1e-5, atol=1e-5)

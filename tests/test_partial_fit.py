@@ -119,11 +119,11 @@ def test_partial_fit_reproducible_and_memmap(chunked_data, tmp_path):
     assert not np.array_equal(a.means_, d.means_)
     # chunks of one size share one compiled update: new data and new step-size values
     # (traced) never recompile
-    import bayesgmm.estimator as estimator_module
+    from bayesgmm.infer import online_em
 
-    before = estimator_module._online_step._cache_size()
+    before = online_em._online_step._cache_size()
     _online(x[::-1].copy(), order=range(3), learning_decay=0.9, learning_offset=5.0)
-    assert estimator_module._online_step._cache_size() == before
+    assert online_em._online_step._cache_size() == before
 
 
 def test_partial_fit_after_fit_continues(chunked_data, batch_fits):

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .density import EStepStats, estep_stats
 from .em import m_step
@@ -36,6 +37,8 @@ __all__ = [
     "OnlineEMInfo",
     "online_em_init",
     "online_em_step",
+    "online_state_arrays",
+    "online_state_from_arrays",
     "step_size",
     "raw_moments",
     "whitened_stats",
@@ -63,6 +66,16 @@ class OnlineEMState(NamedTuple):
     s2: jax.Array
     n_seen: jax.Array
     n_steps: jax.Array
+
+
+def online_state_arrays(state: OnlineEMState) -> dict:
+    """The running statistics of ``state`` as host arrays by field name (all fields but ``params``)."""
+    return {name: np.asarray(getattr(state, name)) for name in OnlineEMState._fields if name != "params"}
+
+
+def online_state_from_arrays(params: GMMParams, arrays: dict) -> OnlineEMState:
+    """The :class:`OnlineEMState` of ``params`` and the arrays of :func:`online_state_arrays`."""
+    return OnlineEMState(params, *(arrays[name] for name in OnlineEMState._fields if name != "params"))
 
 
 class OnlineEMInfo(NamedTuple):

@@ -29,8 +29,10 @@ __all__ = [
     "allgather",
     "block_layout",
     "data_mesh",
+    "device_blocks",
+    "device_params",
+    "device_rows",
     "n_shards",
-    "shard_blocks",
     "shard_blocks_from_rows",
     "shard_rows",
     "sharded_estep",
@@ -113,43 +115,61 @@ def block_layout(n: int, block_size: int, shards: int = 1):
     return block, shards * -(-per // block)
 
 
-def shard_blocks(z, w, block_size: int, mesh: Mesh, dtype):
-    """Split host data into blocks sharded over the mesh's devices.
+# ---------------------------------------------------------------------------------------------
+# the host-side data layout: every pass over data (fit, partial_fit, scoring) places it with these
+# ---------------------------------------------------------------------------------------------
+def device_blocks(x, w, shift, scale, block_size: int, mesh: Mesh | None, dtype):
+    """Host rows, standardised and zero padded, in blocks on the devices: the input of the EM passes.
 
-    Rows keep their order (the padding, with weight 0, is at the end), so that block ``i`` of the
-    global array holds rows ``i * block`` to ``(i + 1) * block - 1``.
+    ``(x - shift) / scale`` (:func:`bayesgmm.core.units.standardise_rows`: in float64, then cast to
+    ``dtype``) in the layout of :func:`block_layout` (with one shard: that of
+    :func:`bayesgmm.core.density.to_blocks`); the padding rows, at the end, are zeros of weight 0.
+    Without a mesh the blocks go to the default device (``jax.device_put``, which compiles nothing,
+    unlike ``jnp.asarray``); with one, each process standardises only the rows of its own devices
+    (:func:`shard_blocks_from_rows`).
 
     Parameters
     ----------
-    z : ndarray of shape (n, D) (host), or already zero-padded to the layout's rows
-    w : ndarray of shape (n,) (host)
+    x : array of shape (n, D) (host; any float dtype or a memmap)
+    w : ndarray of shape (n,)
+    shift, scale : ndarrays of shape (D,)
     block_size : rows per block (at most)
-    mesh : Mesh
+    mesh : Mesh or None
     dtype : the float dtype of the passes
 
     Returns
     -------
-    xb : global array of shape (n_blocks, block, D), n_blocks a multiple of the device count
-    wb : global array of shape (n_blocks, block)
+    xb : array of shape (n_blocks, block, D); wb : array of shape (n_blocks, block)
     """
-    n, d = w.shape[0], z.shape[1]
-    block, n_blocks = block_layout(n, block_size, n_shards(mesh))
-    rows = n_blocks * block
-    if z.shape[0] == rows and z.dtype == np.dtype(dtype):
-        zp = z  # already padded (see bayesgmm.core.units.standardise_rows): no copy
-    else:
-        zp = np.zeros((rows, d), dtype)
-        zp[:n] = z[:n]
-    wp = np.zeros((rows,), dtype)
+    if mesh is not None:
+        return shard_blocks_from_rows(x, w, shift, scale, block_size, mesh, dtype)
+    dtype = np.dtype(dtype)
+    n, d = x.shape
+    block, n_blocks = block_layout(n, block_size)
+    z = standardise_rows(x, shift, scale, dtype, n_blocks * block)
+    wp = np.zeros(n_blocks * block, dtype)
     wp[:n] = w
-    return (
-        _global_array(zp.reshape(n_blocks, block, d), mesh),
-        _global_array(wp.reshape(n_blocks, block), mesh),
-    )
+    return jax.device_put(z.reshape(n_blocks, block, d)), jax.device_put(wp.reshape(n_blocks, block))
+
+
+def device_rows(x, shift, scale, dtype, n_rows: int, mesh: Mesh | None = None):
+    """Host rows, standardised and zero padded to ``n_rows``, on the devices: the input of scoring.
+
+    As :func:`device_blocks`, but rows (``(n_rows, D)``; a program splits them into blocks itself):
+    on the default device without a mesh, sharded along it with one (``n_rows`` a multiple of the
+    device count).
+    """
+    z = standardise_rows(x, shift, scale, dtype, n_rows)
+    return jax.device_put(z) if mesh is None else shard_rows(z, n_rows, mesh)
+
+
+def device_params(params, dtype):
+    """Host parameters (a pytree of arrays) on the default device in ``dtype`` (nothing is compiled)."""
+    return jax.device_put(jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), params))
 
 
 def shard_blocks_from_rows(x, w, shift, scale, block_size: int, mesh: Mesh, dtype):
-    """Like :func:`shard_blocks`, but each process standardises only the rows of its own devices.
+    """The blocks of :func:`device_blocks` sharded over the mesh; each process standardises only the rows of its own devices.
 
     ``(x - shift) / scale`` is computed (:func:`bayesgmm.core.units.standardise_rows`: in float64,
     then cast to ``dtype``) slice by slice inside the callback of
@@ -161,7 +181,9 @@ def shard_blocks_from_rows(x, w, shift, scale, block_size: int, mesh: Mesh, dtyp
     x : array of shape (n, D) (host; any float dtype or a memmap)
     w : ndarray of shape (n,)
     shift, scale : ndarrays of shape (D,)
-    block_size, mesh, dtype : as in :func:`shard_blocks`
+    block_size : rows per block (at most)
+    mesh : Mesh
+    dtype : the float dtype of the passes
 
     Returns
     -------

@@ -1,6 +1,9 @@
 """Runners: ``(rng_key, data, spec) -> immutable result``.
 
-- :mod:`~bayesgmm.infer.map_em`: the MAP / maximum-likelihood EM fit (:func:`fit_map`).
+- :mod:`~bayesgmm.infer.map_em`: the MAP / maximum-likelihood EM fit (:func:`fit_map`);
+  :mod:`~bayesgmm.infer.online_em`: one stepwise online-EM update per chunk (``partial_fit``);
+  :mod:`~bayesgmm.infer.scoring`: log responsibilities and densities of host data (the scoring
+  methods).
 - :mod:`~bayesgmm.infer.nuts`: NUTS (:func:`~bayesgmm.infer.nuts.run_nuts`,
   :func:`~bayesgmm.infer.nuts.extend_nuts`); :mod:`~bayesgmm.infer.svi`: variational inference
   (:func:`~bayesgmm.infer.svi.run_svi`). Both return a :class:`~bayesgmm.infer.state.SamplerResult`.

@@ -21,9 +21,9 @@ from ..core.init import INIT_METHODS
 from ..core.layouts import standardise_covariances
 from ..core.programs import StartValues, compile_profile, component_bucket, default_dtype, fit_em, run_em
 from ..core.params import GMMParams, check_covariance_type
-from ..core.sharding import block_layout, data_mesh, shard_blocks_from_rows, sharded_block_sum, sharded_estep
+from ..core.sharding import data_mesh, device_blocks, sharded_block_sum, sharded_estep
 from ..core.prior import Prior, ResolvedPrior, resolve_prior
-from ..core.units import log_jacobian, standardisation, standardise_rows
+from ..core.units import log_jacobian, standardisation
 
 __all__ = ["MAPResult", "fit_map"]
 
@@ -161,20 +161,8 @@ def fit_map(
     reg_z = (reg_z64 if prior is None else np.zeros(d)).astype(np_dtype)
 
     block = block_size or default_block_size(n_components, d)
-    if mesh is None:  # one device: the layout of to_blocks, no sharding machinery at all
-        blk, n_blocks = block_layout(n, block)
-        # standardised and zero-padded on the host into one array of the final layout
-        z = standardise_rows(x64, shift, scale, np_dtype, n_blocks * blk)
-        wp = np.zeros(n_blocks * blk, np_dtype)
-        wp[:n] = w64
-        # device_put, not jnp.asarray: the latter compiles a small program per shape
-        xb = jax.device_put(z.reshape(n_blocks, blk, d))
-        wb = jax.device_put(wp.reshape(n_blocks, blk))
-        del z
-        passes = {}
-    else:  # each process standardises only the rows of its own devices
-        xb, wb = shard_blocks_from_rows(x64, w64, shift, scale, block, mesh, np_dtype)
-        passes = {"estep": sharded_estep(mesh), "block_sum": sharded_block_sum(mesh)}
+    xb, wb = device_blocks(x64, w64, shift, scale, block, mesh, np_dtype)
+    passes = {} if mesh is None else {"estep": sharded_estep(mesh), "block_sum": sharded_block_sum(mesh)}
 
     # one program serves every n_components up to a bucket (padding of weight 0) on small data
     n_rows = int(np.prod(xb.shape[:2]))

@@ -21,9 +21,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_random_state
 
 from .. import _arviz, anomaly
+from .. import io as _io
 from .._validation import check_sample_weight
 from ..core.params import GMMParams, check_covariance_type
 from ..core.units import log_jacobian, standardisation
+from ..infer.state import SamplerResult
 from . import clusters
 from ._compute import DrawEvaluator, flatten_draws
 from .relabel import RELABEL_METHODS, relabel as _relabel
@@ -128,20 +130,24 @@ class Posterior:
                 "numerically. Standardise the data, strengthen the priors on the scales, or use fewer "
                 "components."
             )
-        self.raw_draws = raw
+        num_chains, num_samples = (int(n) for n in raw.means.shape[:2])
+        # the run, whole (raw draws on the host): what the attributes below read, what extend()
+        # continues (sampler state, prior and standardisation: None for VI or a result without them)
+        self._result = SamplerResult(
+            draws=raw,
+            sample_stats={
+                name: np.asarray(v) for name, v in dict(getattr(result, "sample_stats", None) or {}).items()
+            },
+            method=str(getattr(result, "method", "nuts")),
+            info=dict(getattr(result, "info", None) or {}),
+            num_warmup=getattr(result, "num_warmup", None),
+            num_samples=num_samples,
+            num_chains=num_chains,
+            **{name: getattr(result, name, None) for name in ("prior", "shift", "scale", "state")},
+        )
         self.pivot = pivot.to_numpy()
-        self.method = str(getattr(result, "method", "nuts"))
-        self.info = dict(getattr(result, "info", None) or {})
-        self.num_chains, self.num_samples = (int(n) for n in raw.means.shape[:2])
-        self.num_warmup = getattr(result, "num_warmup", None)
-        self.sample_stats = {
-            name: np.asarray(v) for name, v in dict(getattr(result, "sample_stats", None) or {}).items()
-        }
         self.relabel_method = relabel
         self.max_iter = max_iter
-        # what extend() needs to continue a NUTS run (None for VI or a result without state)
-        self.sampler_state = getattr(result, "state", None)
-        self._sampler = {name: getattr(result, name, None) for name in ("prior", "shift", "scale")}
         if relabel is None:
             k = raw.n_components
             self.permutations = np.broadcast_to(np.arange(k), raw.weights.shape).copy()
@@ -155,6 +161,45 @@ class Posterior:
         if warn:
             for message in self._diagnostics["warnings"]:
                 warnings.warn(message, PosteriorWarning, stacklevel=2)
+
+    # -- the run -----------------------------------------------------------------------------------
+    @property
+    def raw_draws(self) -> GMMParams:
+        """Draws as the sampler returned them (GMMParams, leading axes (chain, draw), numpy)."""
+        return self._result.draws
+
+    @property
+    def method(self) -> str:
+        """``"nuts"`` or ``"vi"``."""
+        return self._result.method
+
+    @property
+    def info(self) -> dict:
+        """The run's info (timings, sampler settings; see ``bayesgmm.infer.state.SamplerResult``)."""
+        return self._result.info
+
+    @property
+    def sample_stats(self) -> dict:
+        """Sampler statistics, dict of str -> ndarray of shape (chain, draw)."""
+        return self._result.sample_stats
+
+    @property
+    def num_chains(self) -> int:
+        return self._result.num_chains
+
+    @property
+    def num_samples(self) -> int:
+        """Draws per chain."""
+        return self._result.num_samples
+
+    @property
+    def num_warmup(self):
+        return self._result.num_warmup
+
+    @property
+    def sampler_state(self):
+        """The final NUTS sampler state that :meth:`extend` continues (None for VI)."""
+        return self._result.state
 
     # -- shapes -----------------------------------------------------------------------------------
     @property
@@ -512,22 +557,16 @@ class Posterior:
             A new posterior holding the old and the new draws (``num_samples`` grows; the
             relabelling is redone on all draws); this one is unchanged.
         """
-        from ..infer.nuts import extend_nuts
-        from ..infer.state import SamplerResult
+        from ..infer.nuts import extend_nuts  # NumPyro: imported only when a run is extended
 
-        if self.method != "nuts" or self.sampler_state is None or self._sampler["prior"] is None:
+        if self.method != "nuts" or self.sampler_state is None or self._result.prior is None:
             raise ValueError(
                 "only a NUTS posterior that kept its sampler state can be extended (this one has "
                 f"method={self.method!r}"
                 + ("" if self.sampler_state is not None else " and no sampler state")
                 + "); run fit_posterior(X, method='nuts', ...) or load one saved with Posterior.save."
             )
-        run = SamplerResult(
-            draws=self.raw_draws, sample_stats=self.sample_stats, method="nuts", info=self.info,
-            num_warmup=self.num_warmup, num_samples=self.num_samples, num_chains=self.num_chains,
-            state=self.sampler_state, **self._sampler,
-        )
-        new = extend_nuts(run, self.x, sample_weight=self.sample_weight, num_samples=num_samples,
+        new = extend_nuts(self._result, self.x, sample_weight=self.sample_weight, num_samples=num_samples,
                           progress_bar=progress_bar)
         cat = lambda a, b: np.concatenate([np.asarray(a), np.asarray(b, np.asarray(a).dtype)], axis=1)  # noqa: E731
         draws = GMMParams(
@@ -571,32 +610,40 @@ class Posterior:
         str
             The path written (written to a temporary file in the same folder, then moved).
         """
-        from ..io import save_posterior
+        return _io.save_posterior(self, path)
 
-        return save_posterior(self, path)
+    def _state(self) -> dict:
+        """Everything the posterior is, as plain values: what :meth:`save` stores beyond
+        :attr:`idata` and :meth:`_from_state` restores (the keys of :meth:`_from_state`)."""
+        r = self._result
+        return dict(
+            raw_draws=r.draws, draws=self.draws, permutations=self.permutations, x=self.x, pivot=self.pivot,
+            sample_weight=self.sample_weight, feature_names=self.feature_names, method=r.method,
+            info=r.info, num_warmup=r.num_warmup, sample_stats=r.sample_stats,
+            relabel_method=self.relabel_method, max_iter=self.max_iter, sampler_state=r.state,
+            prior=r.prior, shift=r.shift, scale=r.scale,
+        )
 
     @classmethod
-    def _restore(cls, *, raw_draws, draws, permutations, x, pivot, sample_weight, feature_names, method,
-                 info, num_warmup, sample_stats, relabel_method, max_iter, sampler_state, sampler):
-        """A Posterior from saved parts, without relabelling again (used by bayesgmm.io)."""
+    def _from_state(cls, state: dict) -> "Posterior":
+        """A Posterior from the parts of :meth:`_state`, without relabelling again (used by bayesgmm.io)."""
         self = cls.__new__(cls)
-        self.x = x
-        self.feature_names = feature_names
-        self.sample_weight = sample_weight
-        self.raw_draws = raw_draws
-        self.pivot = pivot
-        self.method = method
-        self.info = info
-        self.num_chains, self.num_samples = (int(n) for n in raw_draws.means.shape[:2])
-        self.num_warmup = num_warmup
-        self.sample_stats = sample_stats
-        self.relabel_method = relabel_method
-        self.max_iter = max_iter
-        self.sampler_state = sampler_state
-        self._sampler = sampler
-        self.permutations = permutations
-        self.draws = draws
-        self._shift, self._scale = standardisation(self.x, raw_draws.covariance_type, self.sample_weight)
+        self.x = state["x"]
+        self.feature_names = state["feature_names"]
+        self.sample_weight = state["sample_weight"]
+        raw = state["raw_draws"]
+        self._result = SamplerResult(
+            draws=raw, sample_stats=state["sample_stats"], method=state["method"], info=state["info"],
+            num_warmup=state["num_warmup"], num_samples=int(raw.means.shape[1]),
+            num_chains=int(raw.means.shape[0]), prior=state["prior"], shift=state["shift"],
+            scale=state["scale"], state=state["sampler_state"],
+        )
+        self.pivot = state["pivot"]
+        self.relabel_method = state["relabel_method"]
+        self.max_iter = state["max_iter"]
+        self.permutations = state["permutations"]
+        self.draws = state["draws"]
+        self._shift, self._scale = standardisation(self.x, raw.covariance_type, self.sample_weight)
         self._diagnostics = self._compute_diagnostics()
         return self
 

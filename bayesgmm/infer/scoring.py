@@ -1,0 +1,119 @@
+"""Scoring fitted parameters on host data: per row, the log responsibilities and the log density.
+
+One compiled program serves every scoring method (``score_samples``, ``predict_proba``,
+``predict``, ...: they read its columns), and a sharded twin splits the rows over several
+devices. Host data are standardised and placed with :func:`bayesgmm.core.sharding.device_rows`;
+small data are padded to a power of two and the components to the bucket of the fit's programs
+(few compilations), large data are scored in host chunks of one size, so that only one chunk's
+standardised copy exists at a time.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._compile_cache import enable_compilation_cache
+from ..core.density import _bucket, default_block_size, map_blocks, weighted_log_prob
+from ..core.params import GMMParams
+from ..core.programs import component_bucket, compiler_options, default_dtype, first_call, paused_gc
+from ..core.sharding import allgather, data_mesh, device_params, device_rows, n_shards, sharded_map_blocks
+
+__all__ = ["score_rows"]
+
+#: Rows per host chunk of the scoring methods on large ``X`` (rounded to whole blocks).
+_SCORE_CHUNK_ROWS = 1 << 18
+
+
+def _score_rows(params: GMMParams, x):
+    """Per row, the log responsibilities and then the log density: shape (n, K + 1)."""
+    lp = weighted_log_prob(params, x)
+    lse = jax.scipy.special.logsumexp(lp, axis=-1, keepdims=True)
+    return jnp.concatenate([lp - lse, lse], axis=-1)
+
+
+def _apply_in_blocks(params, z, block):
+    return map_blocks(lambda xb: _score_rows(params, xb), z, block)
+
+
+def _apply_sharded(params, z, block, mesh):
+    return sharded_map_blocks(lambda xb: _score_rows(params, xb), z, block, mesh)
+
+
+@functools.lru_cache(maxsize=None)
+def _scoring_programs():
+    """The one scoring program (every scoring method reads its columns), and its sharded twin.
+
+    Built at first use: the compile options depend on the backend, which import must not start.
+    """
+    enable_compilation_cache()
+    opts = compiler_options("fast")
+    return (
+        jax.jit(_apply_in_blocks, static_argnames=("block",), compiler_options=opts),
+        jax.jit(_apply_sharded, static_argnames=("block", "mesh"), compiler_options=opts),
+    )
+
+
+def _padded_rows(n: int, block: int) -> int:
+    """Rows to pad ``n`` to: a power of two below one block, else whole blocks (few compilations)."""
+    if n <= block:
+        return 1 << max(5, (n - 1).bit_length())
+    return -(-n // block) * block
+
+
+def score_rows(params_z: GMMParams, X, shift, scale, part: str, devices=None) -> np.ndarray:
+    """Score host rows ``X`` (data units) under parameters in the standardised frame ``(x - shift) / scale``.
+
+    Parameters
+    ----------
+    params_z : GMMParams
+        Host parameters in the standardised frame (float64, no batch axes).
+    X : ndarray of shape (n, D)
+    shift, scale : ndarrays of shape (D,)
+    part : {"log_resp", "log_density"}
+        ``"log_resp"``: log responsibilities (n, K); ``"log_density"``: log densities (n,) in the
+        standardised frame (add ``log_jacobian(scale)`` for data units).
+    devices : as ``GaussianMixture(devices=...)``
+
+    Returns
+    -------
+    ndarray of float64 (only that part is copied out of the device's dtype)
+    """
+    k = params_z.n_components
+    pick = (lambda o, n: o[:n, :k]) if part == "log_resp" else (lambda o, n: o[:n, -1])
+    dtype = np.dtype(default_dtype())
+    n, d = X.shape
+    block = default_block_size(k, d)
+    mesh = data_mesh(devices)
+    in_blocks, sharded = _scoring_programs()
+    if mesh is not None:  # rows split over the devices, each passes over its share in blocks
+        s = n_shards(mesh)
+        local = min(block, _bucket(-(-n // s)))
+        n_pad = -(-n // (s * local)) * s * local
+        params = device_params(params_z, dtype)
+        z = device_rows(X, shift, scale, dtype, n_pad, mesh)
+        return pick(allgather(sharded(params, z, local, mesh)), n).astype(np.float64)
+    chunk = block * max(1, _SCORE_CHUNK_ROWS // block)
+    if n > chunk:
+        # large X: host chunks of one size (one compilation), so that only one chunk's
+        # standardised copy exists at a time
+        params = device_params(params_z, dtype)
+        out = np.empty((n, k) if part == "log_resp" else (n,), np.float64)
+        for i in range(0, n, chunk):
+            j = min(i + chunk, n)
+            z = device_rows(X[i:j], shift, scale, dtype, chunk)
+            out[i:j] = pick(np.asarray(in_blocks(params, z, block)), j - i)
+        return out
+    n_pad = _padded_rows(n, block)
+    # small X: components padded to the bucket of the fit's programs (one scoring program
+    # serves every n_components up to it); zero padding rows are harmless (the standardised
+    # origin) and cut off below
+    k_pad = component_bucket(k, n_pad, d, params_z.covariance_type)
+    params = device_params(params_z.pad_components(k_pad), dtype)
+    z = device_rows(X, shift, scale, dtype, n_pad)
+    with paused_gc(first_call("score", (params, z), (min(block, n_pad),))):
+        out = in_blocks(params, z, min(block, n_pad))
+    return pick(np.asarray(out), n).astype(np.float64)

@@ -1,16 +1,28 @@
-"""Shared fixtures: known-truth mixtures and an x64 switch (CPU, fixed seeds)."""
+"""Shared fixtures and stand-ins (CPU, fixed seeds).
+
+Known-truth mixtures (:func:`true_mixture`, :func:`sample_mixture`, :func:`match_components`),
+parameters from covariances (:func:`params_from_cov`), iid posterior draws around known parameters
+(:func:`synthetic_draws`) wrapped as the samplers' own result type (:func:`sampler_result`, a real
+``bayesgmm.infer.state.SamplerResult``) or as a ``Posterior`` (:func:`posterior_around`), the
+unconstrained parametrisation of a MAP (:func:`unconstrained`) and an x64 switch.
+"""
 
 import os
 import shutil
 import tempfile
 
+import warnings
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import special_ortho_group
 
 from bayesgmm.core.layouts import full_covariances
+from bayesgmm.core.params import GMMParams
+from bayesgmm.infer.state import SamplerResult
 
 
 def pytest_configure(config):
@@ -110,3 +122,95 @@ def match_components(est_means, true_means):
     cost = ((true_means[:, None, :] - est_means[None, :, :]) ** 2).sum(-1)
     rows, cols = linear_sum_assignment(cost)
     return cols[np.argsort(rows)]
+
+
+# -- posterior stand-ins: iid draws around known parameters, no sampler ---------------------------
+def params_from_cov(weights, means, covs, ct) -> GMMParams:
+    """NumPy float64 version of GMMParams.from_covariances (no trip through float32)."""
+    weights, means, covs = (np.asarray(a, np.float64) for a in (weights, means, covs))
+    if ct in ("full", "tied"):
+        scales = np.sqrt(np.diagonal(covs, axis1=-2, axis2=-1))
+        corr = covs / (scales[..., :, None] * scales[..., None, :])
+        return GMMParams(weights, means, scales, np.linalg.cholesky(corr), ct)
+    return GMMParams(weights, means, np.sqrt(covs), None, ct)
+
+
+def make_pivot(ct, k=3, d=2, seed=0, separation=6.0) -> GMMParams:
+    """The float64 parameters of :func:`true_mixture`."""
+    w, m, c = true_mixture(ct, k, d, seed, separation=separation)
+    return params_from_cov(w, m, c, ct)
+
+
+def synthetic_draws(pivot: GMMParams, chains=4, draws=200, seed=0, noise=0.03, concentration=2000.0) -> GMMParams:
+    """Well-mixed iid ``(chain, draw)`` draws around ``pivot`` (weights, means and covariances all
+    perturbed), numpy float64: weights ~ Dirichlet(concentration * pivot.weights)."""
+    rng = np.random.default_rng(seed)
+    ct = pivot.covariance_type
+    b = (chains, draws)
+    k, d = pivot.n_components, pivot.n_features
+    weights = rng.dirichlet(np.asarray(pivot.weights) * concentration, size=b)
+    means = pivot.means + noise * rng.standard_normal(b + (k, d))
+    if ct in ("full", "tied"):
+        u = np.asarray(pivot.scales)[..., :, None] * np.asarray(pivot.corr_chol)
+        cov = u @ np.swapaxes(u, -1, -2)
+    else:
+        cov = np.asarray(pivot.scales) ** 2
+    if ct in ("full", "tied"):
+        shape = b + cov.shape[:-2] + (d, d)
+        a = np.eye(d) + noise * rng.standard_normal(shape)
+        covs = a @ cov @ np.swapaxes(a, -1, -2)
+    else:
+        covs = cov * np.exp(2 * noise * rng.standard_normal(b + cov.shape))
+    return params_from_cov(weights, means, covs, ct)
+
+
+def sampler_result(draws: GMMParams, method="nuts", sample_stats=None, info=None, num_warmup=0) -> SamplerResult:
+    """The samplers' own result type around ``draws`` (leading axes ``(chain, draw)``); ``prior``,
+    ``shift``, ``scale`` and ``state`` are left at None, as for a result without a sampler."""
+    c, s = np.shape(draws.weights)[:2]
+    return SamplerResult(draws, dict(sample_stats or {}), method, dict(info or {}), num_warmup, s, c)
+
+
+def posterior_around(truth: GMMParams, x, pivot=None, method="nuts", chains=2, draws=100, noise=0.05, seed=0,
+                     concentration=2000.0, shift=None, **posterior_kwargs):
+    """A ``Posterior`` of :func:`synthetic_draws` around ``truth`` (means moved by ``shift``),
+    relabelled against ``pivot`` (default ``truth``), warnings silenced."""
+    from bayesgmm.posterior import Posterior
+
+    d = synthetic_draws(truth, chains, draws, seed=seed, noise=noise, concentration=concentration)
+    if shift is not None:
+        d = d.replace(means=d.means + shift)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Posterior(sampler_result(d, method), x, truth if pivot is None else pivot, **posterior_kwargs)
+
+
+def unconstrained(params: GMMParams):
+    """``(flat, unpack)``: the MAP's unconstrained coordinates (log weights, means, log scales,
+    CorrCholesky-inverse correlations) as one vector, and the function that maps a vector back
+    to ``GMMParams`` (softmax weights)."""
+    from numpyro.distributions.transforms import CorrCholeskyTransform
+
+    t = CorrCholeskyTransform()
+    parts = [jnp.log(params.weights), params.means.ravel(), jnp.log(params.scales).ravel()]
+    if params.corr_chol is not None:
+        parts.append(t.inv(params.corr_chol).ravel())
+    shapes = [p.shape for p in (params.weights, params.means, params.scales)]
+    cshape = None if params.corr_chol is None else t.inv(params.corr_chol).shape
+    flat = jnp.concatenate([p.ravel() for p in parts])
+
+    def unpack(v):
+        i = 0
+        out = []
+        for s in shapes:
+            size = int(np.prod(s))
+            out.append(v[i : i + size].reshape(s))
+            i += size
+        logw, mu, logs = out
+        corr = None
+        if cshape is not None:
+            corr = t(v[i:].reshape(cshape))
+        w = jax.nn.softmax(logw)
+        return GMMParams(w, mu, jnp.exp(logs), corr, params.covariance_type)
+
+    return flat, unpack

@@ -4,11 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import full_covs, match_components, sample_mixture, true_mixture
+from conftest import full_covs, match_components, sample_mixture, true_mixture, unconstrained
 from scipy.optimize import minimize
 from sklearn.mixture import GaussianMixture as SKGaussianMixture
 
-from bayesgmm import GaussianMixture, GMMParams, Prior, log_posterior
+from bayesgmm import GaussianMixture, Prior, log_posterior
 from bayesgmm.core import em as em_module
 from bayesgmm.core import programs
 from bayesgmm.infer import fit_map
@@ -90,34 +90,6 @@ def test_ml_matches_scikit_learn_from_identical_start(ct, x64):
 # ---------------------------------------------------------------------------------------------
 # MAP: EM's objective is log_posterior, and a direct optimiser cannot improve on EM's answer
 # ---------------------------------------------------------------------------------------------
-def _unconstrained(params: GMMParams):
-    from numpyro.distributions.transforms import CorrCholeskyTransform
-
-    t = CorrCholeskyTransform()
-    parts = [jnp.log(params.weights), params.means.ravel(), jnp.log(params.scales).ravel()]
-    if params.corr_chol is not None:
-        parts.append(t.inv(params.corr_chol).ravel())
-    shapes = [p.shape for p in (params.weights, params.means, params.scales)]
-    cshape = None if params.corr_chol is None else t.inv(params.corr_chol).shape
-    flat = jnp.concatenate([p.ravel() for p in parts])
-
-    def unpack(v):
-        i = 0
-        out = []
-        for s in shapes:
-            size = int(np.prod(s))
-            out.append(v[i : i + size].reshape(s))
-            i += size
-        logw, mu, logs = out
-        corr = None
-        if cshape is not None:
-            corr = t(v[i:].reshape(cshape))
-        w = jax.nn.softmax(logw)
-        return GMMParams(w, mu, jnp.exp(logs), corr, params.covariance_type)
-
-    return flat, unpack
-
-
 @pytest.mark.parametrize("ct", COV_TYPES)
 @pytest.mark.parametrize("scale_prior", ["log_normal", "half_normal"])
 def test_map_cannot_be_improved_by_a_direct_optimiser(ct, scale_prior, x64):
@@ -127,7 +99,7 @@ def test_map_cannot_be_improved_by_a_direct_optimiser(ct, scale_prior, x64):
     assert res.converged
     # the reported objective is exactly log_posterior
     assert res.objective == pytest.approx(float(log_posterior(res.params, x, prior)), rel=1e-12)
-    flat, unpack = _unconstrained(res.params)
+    flat, unpack = unconstrained(res.params)
     f = jax.jit(lambda v: -log_posterior(unpack(v), x, prior))
     g = jax.jit(jax.grad(lambda v: -log_posterior(unpack(v), x, prior)))
     opt = minimize(

@@ -7,8 +7,8 @@ import warnings
 import jax
 import numpy as np
 import pytest
+from conftest import unconstrained
 from scipy.optimize import minimize
-from test_em import _unconstrained
 
 from bayesgmm import GaussianMixture, GMMParams, Prior, log_posterior
 from bayesgmm.core.programs import run_em
@@ -115,7 +115,7 @@ def test_floor_map_is_log_posterior_and_cannot_be_improved_by_a_direct_optimiser
     assert res.objective == pytest.approx(float(log_posterior(res.params, x, prior)), rel=1e-12)
     h = res.history
     assert np.all(np.diff(h) >= -1e-10 * np.abs(h[1:]))
-    flat, unpack = _unconstrained(res.params)
+    flat, unpack = unconstrained(res.params)
     f = jax.jit(lambda v: -log_posterior(unpack(v), x, prior))
     g = jax.jit(jax.grad(lambda v: -log_posterior(unpack(v), x, prior)))
     opt = minimize(lambda v: float(f(v)), np.asarray(flat), jac=lambda v: np.asarray(g(v)), method="L-BFGS-B",

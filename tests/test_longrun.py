@@ -13,7 +13,7 @@ import warnings
 import h5py
 import numpy as np
 import pytest
-from test_relabel import make_pivot, synthetic_draws
+from conftest import make_pivot, synthetic_draws
 
 import bayesgmm
 from bayesgmm import GaussianMixture

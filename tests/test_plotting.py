@@ -4,13 +4,12 @@ Posteriors here are stand-ins (iid draws around known parameters, no sampler), s
 checked against numbers computed independently.
 """
 
-import dataclasses
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
+from conftest import params_from_cov, posterior_around
 from scipy.stats import multivariate_normal, norm
 
 mpl = pytest.importorskip("matplotlib")
@@ -21,8 +20,6 @@ from matplotlib.patches import Ellipse  # noqa: E402
 
 import bayesgmm  # noqa: E402
 from bayesgmm import GaussianMixture, plotting  # noqa: E402
-from bayesgmm.core.params import GMMParams  # noqa: E402
-from bayesgmm.posterior import Posterior  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -31,37 +28,10 @@ def _close_figures():
     plt.close("all")
 
 
-@dataclasses.dataclass(frozen=True)
-class FakeResult:
-    draws: GMMParams
-    sample_stats: dict
-    method: str = "nuts"
-    info: dict = dataclasses.field(default_factory=dict)
-    num_warmup: int = 0
-    num_samples: int = 0
-    num_chains: int = 0
-
-
-def full_params(weights, means, covs, batch=()):
-    scales = np.sqrt(np.diagonal(covs, axis1=-2, axis2=-1))
-    corr_chol = np.linalg.cholesky(covs / (scales[..., :, None] * scales[..., None, :]))
-    return GMMParams(np.asarray(weights, float), np.asarray(means, float), scales, corr_chol, "full")
-
-
 def fake_posterior(weights, means, covs, x, chains=2, draws=100, noise=0.05, seed=0, feature_names=None):
     """A Posterior of iid draws around (weights, means, covs) (full covariances)."""
-    rng = np.random.default_rng(seed)
-    weights, means, covs = (np.asarray(a, float) for a in (weights, means, covs))
-    k, d = means.shape
-    b = (chains, draws)
-    w = rng.dirichlet(weights * 2000, size=b)
-    m = means + noise * rng.standard_normal(b + (k, d))
-    a = np.eye(d) + noise * rng.standard_normal(b + (k, d, d))
-    c = a @ covs @ np.swapaxes(a, -1, -2)
-    result = FakeResult(full_params(w, m, c), {}, "nuts", {}, 0, draws, chains)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return Posterior(result, x, full_params(weights, means, covs), feature_names=feature_names)
+    truth = params_from_cov(weights, means, covs, "full")
+    return posterior_around(truth, x, chains=chains, draws=draws, noise=noise, seed=seed, feature_names=feature_names)
 
 
 W = np.array([0.6, 0.4])

@@ -1,43 +1,30 @@
 """The Posterior: diagnostics before/after relabelling, InferenceData layout, predictive, warnings.
 
-Sampler results are stand-ins with the fields of ``bayesgmm.infer.state.SamplerResult``: iid
-draws around a MAP estimate (see ``test_relabel.synthetic_draws``) with chosen label switches.
+Sampler results are real ``bayesgmm.infer.state.SamplerResult`` objects around stand-in draws: iid
+draws around a MAP estimate (``conftest.synthetic_draws``) with chosen label switches.
 """
 
-import dataclasses
 import warnings
 
 import jax
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import full_covs, sample_mixture, true_mixture
+from conftest import full_covs, make_pivot, sample_mixture, sampler_result, synthetic_draws, true_mixture
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
-from test_relabel import apply_permutations, make_pivot, synthetic_draws
 
 from bayesgmm.core.density import log_likelihood, responsibilities
 from bayesgmm.core.params import COVARIANCE_TYPES, GMMParams
 from bayesgmm import _arviz
-from bayesgmm.posterior import Posterior, PosteriorWarning, relabel
+from bayesgmm.infer.state import SamplerResult
+from bayesgmm.posterior import Posterior, PosteriorWarning, apply_permutations, relabel
 
 K, D = 3, 2
 
 
-@dataclasses.dataclass(frozen=True)
-class FakeResult:
-    """Stand-in for ``bayesgmm.infer.state.SamplerResult``."""
-
-    draws: GMMParams
-    sample_stats: dict
-    method: str = "nuts"
-    info: dict = dataclasses.field(default_factory=dict)
-    num_warmup: int = 500
-    num_samples: int = 0
-    num_chains: int = 0
-
-
-def make_result(draws: GMMParams, method="nuts", seed=0, **stats) -> FakeResult:
+def make_result(draws: GMMParams, method="nuts", seed=0, **stats) -> SamplerResult:
+    """A ``SamplerResult`` of ``draws`` with made-up NUTS statistics (overridden by ``stats``)."""
     c, s = draws.weights.shape[:2]
     rng = np.random.default_rng(seed)
     base = {}
@@ -53,7 +40,7 @@ def make_result(draws: GMMParams, method="nuts", seed=0, **stats) -> FakeResult:
         }
     base.update(stats)
     info = {"elbo": np.linspace(-900, -500, 50)} if method == "vi" else {"max_tree_depth": 10}
-    return FakeResult(draws, base, method, info, 500 if method == "nuts" else 0, s, c)
+    return sampler_result(draws, method, base, info, num_warmup=500 if method == "nuts" else 0)
 
 
 def data_for(ct, n=200, seed=0, d=D, k=K):

@@ -5,7 +5,7 @@ import itertools
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import full_covs, sample_mixture, true_mixture
+from conftest import full_covs, make_pivot, sample_mixture, synthetic_draws, true_mixture
 from scipy.optimize import linear_sum_assignment
 
 from bayesgmm.core.params import COVARIANCE_TYPES, GMMParams
@@ -13,44 +13,6 @@ from bayesgmm.posterior import apply_permutations, relabel, solve_assignments
 from bayesgmm.posterior.relabel import pivot_costs
 
 K, D = 3, 2
-
-
-# -- synthetic draws (also used by test_posterior) ----------------------------------------------
-def params_from_cov(weights, means, covs, ct) -> GMMParams:
-    """NumPy float64 version of GMMParams.from_covariances (no trip through float32)."""
-    weights, means, covs = (np.asarray(a, np.float64) for a in (weights, means, covs))
-    if ct in ("full", "tied"):
-        scales = np.sqrt(np.diagonal(covs, axis1=-2, axis2=-1))
-        corr = covs / (scales[..., :, None] * scales[..., None, :])
-        return GMMParams(weights, means, scales, np.linalg.cholesky(corr), ct)
-    return GMMParams(weights, means, np.sqrt(covs), None, ct)
-
-
-def make_pivot(ct, k=K, d=D, seed=0, separation=6.0) -> GMMParams:
-    w, m, c = true_mixture(ct, k, d, seed, separation=separation)
-    return params_from_cov(w, m, c, ct)
-
-
-def synthetic_draws(pivot: GMMParams, chains=4, draws=200, seed=0, noise=0.03) -> GMMParams:
-    """Well-mixed iid draws around ``pivot`` (weights, means and covariances all perturbed)."""
-    rng = np.random.default_rng(seed)
-    ct = pivot.covariance_type
-    b = (chains, draws)
-    k, d = pivot.n_components, pivot.n_features
-    weights = rng.dirichlet(np.asarray(pivot.weights) * 2000.0, size=b)
-    means = pivot.means + noise * rng.standard_normal(b + (k, d))
-    if ct in ("full", "tied"):
-        u = np.asarray(pivot.scales)[..., :, None] * np.asarray(pivot.corr_chol)
-        cov = u @ np.swapaxes(u, -1, -2)
-    else:
-        cov = np.asarray(pivot.scales) ** 2
-    if ct in ("full", "tied"):
-        shape = b + cov.shape[:-2] + (d, d)
-        a = np.eye(d) + noise * rng.standard_normal(shape)
-        covs = a @ cov @ np.swapaxes(a, -1, -2)
-    else:
-        covs = cov * np.exp(2 * noise * rng.standard_normal(b + cov.shape))
-    return params_from_cov(weights, means, covs, ct)
 
 
 def random_perms(batch, k, seed):

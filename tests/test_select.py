@@ -5,17 +5,16 @@ the module's compiled programs; the LOO grids are tiny (three NUTS compilations 
 ``full`` posterior reused through the sampler's cache).
 """
 
-import dataclasses
 import warnings
 
 import numpy as np
 import pytest
+from conftest import params_from_cov, posterior_around
 from scipy.special import logsumexp
 
 import bayesgmm
 from bayesgmm import GaussianMixture
 from bayesgmm.core.params import GMMParams
-from bayesgmm.posterior import Posterior
 
 NUTS = dict(num_warmup=100, num_samples=100, num_chains=2)
 
@@ -210,42 +209,13 @@ def test_criterion_curves_plot(bic_selection, loo_selections):
 
 
 # -- compare --------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class FakeResult:
-    draws: GMMParams
-    sample_stats: dict
-    method: str = "nuts"
-    info: dict = dataclasses.field(default_factory=dict)
-    num_warmup: int = 0
-    num_samples: int = 0
-    num_chains: int = 0
-
-
-def draws_around(gm, chains=2, draws=300, noise=0.03, shift=None, seed=0):
-    """iid (chain, draw) draws around the estimator's MAP (full covariances), numpy float64."""
-    rng = np.random.default_rng(seed)
-    k, d = gm.means_.shape
-    b = (chains, draws)
-    weights = rng.dirichlet(gm.weights_ * 4000.0, size=b)
-    means = gm.means_ + noise * rng.standard_normal(b + (k, d))
-    if shift is not None:
-        means = means + shift
-    a = np.eye(d) + noise * rng.standard_normal(b + (k, d, d))
-    cov = a @ gm.covariances_ @ np.swapaxes(a, -1, -2)
-    scales = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
-    corr_chol = np.linalg.cholesky(cov / (scales[..., :, None] * scales[..., None, :]))
-    return GMMParams(weights, means, scales, corr_chol, "full")
-
-
-def fake_posterior(gm, x, method="nuts", pivot=None, **kwargs):
-    d = draws_around(gm, **kwargs)
-    c, s = d.weights.shape[:2]
-    result = FakeResult(d, {}, method, {}, 0, s, c)
+def fake_posterior(gm, x, method="nuts", pivot=None, chains=2, draws=300, noise=0.03, shift=None, seed=0):
+    """A Posterior of iid draws around the estimator's MAP (full covariances), relabelled against
+    ``pivot`` (default: the MAP)."""
+    truth = params_from_cov(gm.weights_, gm.means_, gm.covariances_, "full")
     pivot = gm.params_ if pivot is None else pivot
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return Posterior(result, x, GMMParams(*(np.asarray(a, np.float64) for a in (
-            pivot.weights, pivot.means, pivot.scales, pivot.corr_chol)), "full"))
+    pivot = GMMParams(*(np.asarray(a, np.float64) for a in (pivot.weights, pivot.means, pivot.scales, pivot.corr_chol)), "full")
+    return posterior_around(truth, x, pivot, method, chains, draws, noise, seed, concentration=4000.0, shift=shift)
 
 
 @pytest.fixture(scope="module")

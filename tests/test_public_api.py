@@ -85,6 +85,11 @@ def test_save_functions_equal_the_save_methods(tmp_path, faithful):
     restored = bayesgmm.load_posterior(tmp_path / "p.nc")
     np.testing.assert_array_equal(restored.draws.means, post.draws.means)
     np.testing.assert_array_equal(restored.raw_draws.weights, post.raw_draws.weights)
+    # the NUTS sampler state that extend continues from survives the round trip
+    from bayesgmm.infer.state import flatten_state
+
+    a, b = flatten_state(post.sampler_state), flatten_state(restored.sampler_state)
+    assert a.paths == b.paths and all(np.array_equal(u, v) for u, v in zip(a.leaves, b.leaves))
 
 
 def test_extend_continues_the_chains(faithful):

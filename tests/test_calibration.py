@@ -8,7 +8,8 @@ are drawn close together (``mean_scale`` 0.1 there, 3 in the second feature), so
 posterior falls into pieces (which cluster is component 1). Sampled on the constrained ordered
 parametrisation, as bayesgmm did before, its central 90% intervals covered the truth 71% of the
 time and its 50% intervals 38% (80 replicates, seed 0..79); sampled unordered and sorted (now), 89%
-and 47%. The bounds below sit about three standard errors from the nominal rates.
+and 47%. The bounds below reject both of the constrained sampler's rates and sit two to three
+standard errors (of 80 replicates, pooled over the quantities) from the nominal ones.
 """
 
 import importlib.util
@@ -51,8 +52,8 @@ def test_nuts_is_calibrated_on_a_weakly_ordered_full_covariance_mixture():
     settings = sbc.Settings(n=60, chains=2, warmup=200, draws=200, prior={"mean_scale": [0.1, 3.0]})
     reps = [sbc.run_replicate("full:2:2", seed, settings) for seed in range(80)]
     s = sbc.summarise("full:2:2", reps, bins=5)
-    assert 0.83 <= s["cov90"] <= 0.96, s
-    assert 0.40 <= s["cov50"] <= 0.60, s
+    assert 0.84 <= s["cov90"] <= 0.95, s  # the constrained sampler: 0.71; now 0.89
+    assert 0.42 <= s["cov50"] <= 0.58, s  # the constrained sampler: 0.38
     # no quantity grossly off (Bonferroni over its 12 quantities at 1%)
     assert s["min_p"] > 0.01 / len(s["quantities"]), s["worst"]
     assert s["divergent"] <= 5, s["divergent"]

@@ -15,6 +15,7 @@ __all__ = [
     "check_data",
     "check_sample_weight",
     "check_finite",
+    "check_missing_option",
     "check_params",
     "check_scales",
     "check_rank",
@@ -30,8 +31,15 @@ _MAX_STD = 1e150
 _COLLINEAR_EIG = 1e-10
 
 
-def check_finite(X, name="X"):
-    """Raise a ValueError naming where NaN or infinite values are (rows and columns)."""
+def check_finite(X, name="X", *, allow_nan: bool = False):
+    """Raise a ValueError naming where NaN or infinite values are (rows and columns).
+
+    ``allow_nan``: NaN marks a missing cell (``missing="marginalize"``); infinite values and rows
+    with every cell missing are still refused.
+    """
+    if allow_nan:
+        _check_missing(X, name)
+        return
     bad = ~np.isfinite(X)
     if not bad.any():
         return
@@ -44,10 +52,50 @@ def check_finite(X, name="X"):
     if n_inf:
         kinds.append(f"{n_inf} infinite value(s) (infinity)")
     first = ", ".join(f"(row {r}, column {c})" for r, c in list(zip(rows, cols))[:3])
+    hint = (
+        " If NaN marks missing cells, GaussianMixture(missing='marginalize') integrates them out "
+        "(and impute() fills them)."
+        if n_nan and not n_inf
+        else ""
+    )
     raise ValueError(
         f"Input {name} contains {' and '.join(kinds)}, first at {first}. Gaussian mixtures need "
         f"finite data: drop or impute those rows first, e.g. {name}[np.isfinite({name}).all(axis=1)]."
+        + hint
     )
+
+
+def _check_missing(X, name):
+    inf = np.isinf(X)
+    if inf.any():
+        rows, cols = np.nonzero(inf)
+        first = ", ".join(f"(row {r}, column {c})" for r, c in list(zip(rows, cols))[:3])
+        raise ValueError(
+            f"Input {name} contains {int(inf.sum())} infinite value(s), first at {first}. NaN marks a "
+            "missing cell (missing='marginalize'), but infinity is not a value a Gaussian can "
+            f"explain: replace it by NaN (a missing cell) or drop those rows first."
+        )
+    empty = np.flatnonzero(np.isnan(X).all(axis=1)) if X.shape[1] else np.zeros(0, int)
+    if empty.size:
+        shown = ", ".join(str(r) for r in empty[:10]) + (", ..." if empty.size > 10 else "")
+        raise ValueError(
+            f"Input {name} has {empty.size} row(s) with every cell missing (NaN): rows {shown}. Such a "
+            "row carries no information about the mixture; drop it first, e.g. "
+            f"{name}[~np.isnan({name}).all(axis=1)]."
+        )
+
+
+def check_missing_option(missing):
+    """The ``missing`` option: "error" or "marginalize"."""
+    if not isinstance(missing, str) or missing not in MISSING_OPTIONS:
+        raise ValueError(
+            f"missing={missing!r} is not supported; use 'error' (NaN is refused) or 'marginalize' "
+            "(NaN marks a missing cell, integrated out of the likelihood under missing at random)."
+        )
+
+
+#: The values of the estimator's ``missing`` option.
+MISSING_OPTIONS = ("error", "marginalize")
 
 
 def check_data(estimator, X, *, reset: bool, min_samples: int = 1):
@@ -122,7 +170,7 @@ def check_data(estimator, X, *, reset: bool, min_samples: int = 1):
                 f"{min_samples} row(s) and one column."
             )
         raise ValueError(msg + fix) from None
-    check_finite(X)
+    check_finite(X, allow_nan=getattr(estimator, "missing", "error") == "marginalize")
     return np.ascontiguousarray(X)
 
 
@@ -199,6 +247,7 @@ def check_rank(X, sample_weight=None, *, covariance_type: str, with_prior: bool)
     for i in range(0, n, HOST_CHUNK):
         j = min(i + HOST_CHUNK, n)
         z = (np.asarray(X[i:j, keep], np.float64) - mean[keep]) / std[keep]
+        z = np.where(np.isnan(z), 0.0, z)  # a missing cell (missing="marginalize") at the mean
         corr += (z * (w[i:j] / w.sum())[:, None]).T @ z
     eigval, eigvec = np.linalg.eigh(corr)
     if eigval[0] >= _COLLINEAR_EIG * max(eigval[-1], 1.0):
@@ -278,6 +327,7 @@ def check_params(est, init_methods):
             f"{', '.join(repr(m) for m in init_methods)}."
         )
     resolve_prior_arg(est.prior)
+    check_missing_option(getattr(est, "missing", "error"))
 
 
 def resolve_prior_arg(prior):

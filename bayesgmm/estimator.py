@@ -34,10 +34,10 @@ from .core.layouts import (
 )
 from .core.online import online_state_arrays, online_state_from_arrays
 from .core.params import GMMParams
-from .core.units import log_jacobian
+from .core.units import has_missing, log_jacobian, row_log_jacobians
 from .infer.map_em import MAPResult, fit_map
 from .infer.online_em import online_em_start, online_em_update
-from .infer.scoring import score_rows
+from .infer.scoring import impute_rows, score_rows
 
 __all__ = ["GaussianMixture", "CollapsedComponentWarning"]
 
@@ -141,6 +141,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     learning_offset : float, default=1.0
         ``t0 >= 0`` of the step-size schedule of :meth:`partial_fit`; larger values make the
         first updates smaller.
+    missing : {"error", "marginalize"}, default="error"
+        What NaN in ``X`` means. ``"error"``: NaN is refused with an error. ``"marginalize"``: NaN
+        marks a missing cell, missing at random. A row's likelihood is then the mixture of the
+        marginal densities of its observed cells: EM uses the expected sufficient statistics of
+        the missing cells (Ghahramani & Jordan 1994), ``fit_posterior`` samples the same
+        marginal likelihood, the scoring methods (``score_samples``, ``predict_proba``, ``bic``,
+        ...) score the observed cells, and :meth:`impute` fills the missing ones. Rows with every
+        cell missing and infinite values are refused. Data with missing cells are fitted on one
+        device, and :meth:`partial_fit` updates (after the first chunk) need complete chunks.
 
     Attributes
     ----------
@@ -210,6 +219,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         devices=None,
         learning_decay=0.6,
         learning_offset=1.0,
+        missing="error",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -228,11 +238,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.devices = devices
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
+        self.missing = missing
 
     # ------------------------------------------------------------------------------------------
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
+        tags.input_tags.allow_nan = self.missing == "marginalize"
         return tags
 
     def _check_init_arrays(self, d):
@@ -348,6 +359,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             self.n_steps_ = 1
             return self
         X = self._check_X(X)
+        if has_missing(X):
+            raise ValueError(
+                "partial_fit's online-EM updates need complete chunks, and this chunk has missing "
+                "(NaN) cells. Fit data with missing cells in one call with fit(), impute the chunk "
+                "first (gm.impute(chunk)), or drop its incomplete rows."
+            )
         n = X.shape[0]
         w = check_sample_weight(sample_weight, n)
         w = np.ones(n) if w is None else w
@@ -742,7 +759,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ndarray of shape (n_samples,)
         """
         X = self._check_X(X)
-        return self._blocks(X, "log_density") + log_jacobian(self._scale)
+        jac = row_log_jacobians(X, self._scale) if has_missing(X) else log_jacobian(self._scale)
+        return self._blocks(X, "log_density") + jac
 
     def score(self, X, y=None, sample_weight=None):
         """(Weighted) mean log density of ``X``, a float."""
@@ -751,6 +769,43 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return float(np.mean(s))
         w = check_sample_weight(sample_weight, s.shape[0])
         return float(np.sum(w * s) / np.sum(w))
+
+    def impute(self, X):
+        """Fill the missing (NaN) cells of ``X`` with their conditional expectation under the fit.
+
+        For each row, ``E[x_m | x_o] = sum_k r_k (mu_k,m + Sigma_k,mo Sigma_k,oo^-1 (x_o - mu_k,o))``,
+        the components' conditional means weighted by the responsibilities given the observed
+        cells ``x_o``; observed cells are returned unchanged. A point estimate at the fitted
+        (MAP) parameters: for draws that carry the posterior uncertainty, see
+        :meth:`bayesgmm.Posterior.impute`. Needs ``missing="marginalize"``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), NaN for missing cells
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features), float64, without NaN
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from bayesgmm import GaussianMixture
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.multivariate_normal([0, 0], [[1, 0.9], [0.9, 1]], 500)
+        >>> gm = GaussianMixture(1, missing="marginalize", random_state=0).fit(X)
+        >>> filled = gm.impute([[2.0, np.nan]])
+        >>> bool(abs(filled[0, 1] - 0.9 * 2.0) < 0.3)  # the regression of x2 on x1
+        True
+        """
+        if self.missing != "marginalize":
+            raise ValueError(
+                "impute needs missing='marginalize' (NaN marks a missing cell); this estimator has "
+                f"missing={self.missing!r}. Set gm.set_params(missing='marginalize') (the fit "
+                "itself does not change on complete data)."
+            )
+        X = self._check_X(X)
+        return impute_rows(self._std_params(), X, self._shift, self._scale)
 
     def predict_proba(self, X):
         """Posterior component probabilities (responsibilities), shape (n_samples, n_components)."""

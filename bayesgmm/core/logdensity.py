@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .density import log_likelihood
+from .missing import masked_log_likelihood
 from .params import GMMParams
 from .prior import Prior, ResolvedPrior, log_prior, resolve_prior
 
@@ -24,6 +25,8 @@ def log_posterior(params: GMMParams, x, prior=None, sample_weight=None):
     ----------
     params : GMMParams (no batch axes)
     x : array-like of shape (n_samples, n_features)
+        NaN marks a missing cell (in a host array): its row contributes the marginal density of
+        its observed cells.
     prior : Prior, ResolvedPrior or None
         A ``Prior`` has its data-derived defaults resolved from ``x`` (and ``sample_weight``);
         ``None`` gives the log-likelihood alone.
@@ -53,8 +56,9 @@ def log_posterior(params: GMMParams, x, prior=None, sample_weight=None):
             prior, np.asarray(x), params.n_components, params.covariance_type, sample_weight,
             params.means.dtype,
         )
+    missing = not isinstance(x, jax.core.Tracer) and bool(np.isnan(np.asarray(x)).any())
     x = jnp.asarray(x, params.means.dtype)
-    ll = log_likelihood(params, x)
+    ll = masked_log_likelihood(params, x) if missing else log_likelihood(params, x)
     if sample_weight is not None:
         ll = ll * jnp.asarray(sample_weight, ll.dtype)
     total = jnp.sum(ll)

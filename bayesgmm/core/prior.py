@@ -242,6 +242,8 @@ def weighted_moments(x, sample_weight=None):
     if n == 0:
         return np.full(x.shape[1], np.nan), np.full(x.shape[1], np.nan)
     chunks = [slice(i, min(i + HOST_CHUNK, n)) for i in range(0, n, HOST_CHUNK)]
+    if any(np.isnan(x[c]).any() for c in chunks):
+        return _observed_moments(x, w, chunks)
     # about a data row and scaled to [-1, 1]: a constant feature gives exactly 0, and no square can
     # overflow (values of 1e150 lose nothing)
     ref = np.asarray(x[0], np.float64)
@@ -254,6 +256,31 @@ def weighted_moments(x, sample_weight=None):
     mean_u = sum((w[c, None] * (dev(c) / amax)).sum(0) for c in chunks) / total
     var_u = sum((w[c, None] * (dev(c) / amax - mean_u) ** 2).sum(0) for c in chunks) / total
     return ref + mean_u * amax, np.sqrt(var_u) * amax
+
+
+def _observed_moments(x, w, chunks):
+    """:func:`weighted_moments` of the observed (non-NaN) cells of each column (missing values)."""
+
+    def parts(c):
+        xc = np.asarray(x[c], np.float64)
+        obs = ~np.isnan(xc)
+        return np.where(obs, xc, 0.0), w[c, None] * obs
+
+    d = x.shape[1]
+    ref = np.zeros(d)
+    for c in chunks:  # the first observed value of each column
+        xc, wc = parts(c)
+        first = np.argmax(wc > 0, axis=0)
+        has = (wc > 0).any(axis=0) & (ref == 0)
+        ref = np.where(has, xc[first, np.arange(d)], ref)
+    amax = np.max([np.max(np.abs(parts(c)[0] - ref) * (parts(c)[1] > 0), axis=0) for c in chunks], axis=0)
+    amax = np.where(amax > 0, amax, 1.0)
+    tot = sum(parts(c)[1].sum(0) for c in chunks)
+    tot_safe = np.where(tot > 0, tot, 1.0)
+    mean_u = sum((parts(c)[1] * (parts(c)[0] - ref) / amax).sum(0) for c in chunks) / tot_safe
+    var_u = sum((parts(c)[1] * ((parts(c)[0] - ref) / amax - mean_u) ** 2).sum(0) for c in chunks) / tot_safe
+    mean, std = ref + mean_u * amax, np.sqrt(var_u) * amax
+    return np.where(tot > 0, mean, np.nan), np.where(tot > 0, std, np.nan)
 
 
 def resolve_prior(

@@ -232,8 +232,11 @@ def em_start(
         scale = None
         if feature_scale is not None and method in ("kmeans", "k-means++"):
             scale = jnp.where(i % 2 == DATA_SCALE_PARITY, jnp.asarray(feature_scale, xb.dtype), 1.0)
+        # a pass over data with missing cells starts from the data with those cells at 0 (the
+        # standardised column means): k-means and the first M-step see complete rows
+        x_init = jnp.where(jnp.isnan(xb), 0.0, xb) if getattr(estep, "fills_missing", False) else xb
         p = init_params(
-            k, xb, wb, n_components, covariance_type, method, prior, reg_covar,
+            k, x_init, wb, n_components, covariance_type, method, prior, reg_covar,
             estep=estep, n_active=n_active, scale=scale, **passes,
         )
         p = p.replace(**{f: jnp.asarray(v, p.means.dtype) for f, v in start._asdict().items() if v is not None})

@@ -20,7 +20,7 @@ from . import prior as _prior
 from .params import GMMParams
 from .prior import weighted_moments
 
-__all__ = ["log_jacobian", "standardisation", "standardise_rows"]
+__all__ = ["has_missing", "log_jacobian", "observed_weight", "row_log_jacobians", "standardisation", "standardise_rows"]
 
 
 def standardisation(x, covariance_type: str, sample_weight=None, *, reg_covar=None):
@@ -86,9 +86,10 @@ def log_jacobian(scale, total_weight=1.0, params: GMMParams | None = None) -> fl
     Parameters
     ----------
     scale : array of shape (D,)
-    total_weight : float, default=1.0
+    total_weight : float or array of shape (D,), default=1.0
         The (weighted) number of points whose log-likelihood is converted; 1 for the log density
-        of one point (``score_samples``, pointwise log-likelihoods).
+        of one point (``score_samples``, pointwise log-likelihoods). With missing cells, the
+        weight of each feature's observed cells (:func:`observed_weight`).
     params : GMMParams, optional
         Also convert the log prior density of these parameters (only their covariance type and
         number of components matter): for a log posterior.
@@ -100,7 +101,10 @@ def log_jacobian(scale, total_weight=1.0, params: GMMParams | None = None) -> fl
         means and covariance scales.
     """
     logs = np.log(scale)
-    out = -total_weight * logs.sum()
+    if np.ndim(total_weight) == 0:
+        out = -total_weight * logs.sum()
+    else:  # missing cells: each feature's observed weight
+        out = -float(np.sum(np.asarray(total_weight, np.float64) * logs))
     if params is not None:
         ct = params.covariance_type
         k = params.n_components
@@ -112,3 +116,27 @@ def log_jacobian(scale, total_weight=1.0, params: GMMParams | None = None) -> fl
         else:
             out -= k * logs[0]
     return float(out)
+
+
+def observed_weight(x, sample_weight=None):
+    """Per feature, the total weight of the observed (non-NaN) cells of ``x`` (n, D): the
+    ``total_weight`` of :func:`log_jacobian` for data with missing cells. Shape (D,), float64."""
+    n = x.shape[0]
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    chunk = _prior.HOST_CHUNK
+    return sum(
+        (w[i : i + chunk, None] * ~np.isnan(np.asarray(x[i : i + chunk]))).sum(0) for i in range(0, n, chunk)
+    ) + np.zeros(x.shape[1])
+
+
+def row_log_jacobians(x, scale) -> np.ndarray:
+    """:func:`log_jacobian` of each row of ``x`` (n, D) on its observed cells: ``-sum_d log scale_d``
+    over the non-NaN cells, shape (n,)."""
+    return -((~np.isnan(np.asarray(x))) @ np.log(scale))
+
+
+def has_missing(x) -> bool:
+    """Whether host data ``x`` (any float array or memmap) hold a NaN cell (checked chunk by chunk)."""
+    n = x.shape[0]
+    chunk = _prior.HOST_CHUNK
+    return any(np.isnan(np.asarray(x[i : i + chunk])).any() for i in range(0, n, chunk))

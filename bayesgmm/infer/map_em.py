@@ -19,11 +19,12 @@ from ..core.density import default_block_size
 from ..core.em import EMInfo
 from ..core.init import INIT_METHODS
 from ..core.layouts import standardise_covariances
+from ..core.missing import estep_stats_missing, missing_block_size
 from ..core.programs import StartValues, compile_profile, component_bucket, default_dtype, fit_em, run_em
 from ..core.params import GMMParams, check_covariance_type
 from ..core.sharding import data_mesh, device_blocks, sharded_block_sum, sharded_estep
 from ..core.prior import Prior, ResolvedPrior, resolve_prior
-from ..core.units import log_jacobian, standardisation
+from ..core.units import has_missing, log_jacobian, observed_weight, standardisation
 
 __all__ = ["MAPResult", "fit_map"]
 
@@ -106,7 +107,9 @@ def fit_map(
     Parameters
     ----------
     rng_key : jax PRNG key
-    x : array of shape (n_samples, n_features), finite
+    x : array of shape (n_samples, n_features)
+        Finite, except NaN for missing cells: those are marginalised out (missing at random;
+        EM with expected sufficient statistics, on one device); every row needs an observed cell.
     n_components : int
     covariance_type : {"full", "tied", "diag", "spherical"}
     prior : Prior or None
@@ -153,16 +156,20 @@ def fit_map(
     if prior is not None:
         rprior = resolve_prior(prior, x64, n_components, covariance_type, w64, "host")
     shift, scale = standardisation(x64, covariance_type, w64, reg_covar=None if prior is not None else reg_covar)
-    mesh = data_mesh(devices)
+    missing = has_missing(x64)
+    # the masked pass (NaN cells marginalised) runs on one device
+    mesh = None if missing else data_mesh(devices)
     np_dtype = np.dtype(dtype)
     reg_z64 = np.full(d, float(reg_covar)) / scale**2
     # reg_covar is used in maximum likelihood only (where the standardisation keeps it <= 1); under
     # a prior it can exceed float32's range on data of scale 1e-100, so it is not passed on
     reg_z = (reg_z64 if prior is None else np.zeros(d)).astype(np_dtype)
 
-    block = block_size or default_block_size(n_components, d)
+    block = block_size or (missing_block_size if missing else default_block_size)(n_components, d)
     xb, wb = device_blocks(x64, w64, shift, scale, block, mesh, np_dtype)
     passes = {} if mesh is None else {"estep": sharded_estep(mesh), "block_sum": sharded_block_sum(mesh)}
+    if missing:
+        passes = {"estep": estep_stats_missing}
 
     # one program serves every n_components up to a bucket (padding of weight 0) on small data
     n_rows = int(np.prod(xb.shape[:2]))
@@ -221,8 +228,10 @@ def fit_map(
     collapsed |= pruned
 
     params = best_z.unstandardise(shift, scale)  # float64 numpy, data units
-    offset = log_jacobian(scale, total_weight, params if rprior is not None else None)
-    ll_offset = log_jacobian(scale, total_weight)
+    # with missing cells, each feature's observed weight (a missing cell has no density to convert)
+    jac_weight = observed_weight(x64, w64) if missing else total_weight
+    offset = log_jacobian(scale, jac_weight, params if rprior is not None else None)
+    ll_offset = log_jacobian(scale, jac_weight)
     n_iter_best = int(best_info.n_iter)
     n_zero = int(np.sum(best_z.weights <= 0))
     return MAPResult(

@@ -18,25 +18,29 @@ import numpy as np
 
 from .._compile_cache import enable_compilation_cache
 from ..core.density import _bucket, default_block_size, map_blocks, weighted_log_prob
+from ..core.missing import conditional_mean, masked_weighted_log_prob, missing_block_size
 from ..core.params import GMMParams
 from ..core.programs import component_bucket, compiler_options, default_dtype, first_call, paused_gc
+from ..core.units import has_missing
 from ..core.sharding import allgather, data_mesh, device_params, device_rows, n_shards, sharded_map_blocks
 
-__all__ = ["score_rows"]
+__all__ = ["impute_rows", "score_rows"]
 
 #: Rows per host chunk of the scoring methods on large ``X`` (rounded to whole blocks).
 _SCORE_CHUNK_ROWS = 1 << 18
 
 
-def _score_rows(params: GMMParams, x):
-    """Per row, the log responsibilities and then the log density: shape (n, K + 1)."""
-    lp = weighted_log_prob(params, x)
+def _score_rows(params: GMMParams, x, missing: bool = False):
+    """Per row, the log responsibilities and then the log density: shape (n, K + 1).
+
+    ``missing``: NaN cells are marginalised out (the observed cells' densities)."""
+    lp = (masked_weighted_log_prob if missing else weighted_log_prob)(params, x)
     lse = jax.scipy.special.logsumexp(lp, axis=-1, keepdims=True)
     return jnp.concatenate([lp - lse, lse], axis=-1)
 
 
-def _apply_in_blocks(params, z, block):
-    return map_blocks(lambda xb: _score_rows(params, xb), z, block)
+def _apply_in_blocks(params, z, block, missing=False):
+    return map_blocks(lambda xb: _score_rows(params, xb, missing), z, block)
 
 
 def _apply_sharded(params, z, block, mesh):
@@ -52,7 +56,7 @@ def _scoring_programs():
     enable_compilation_cache()
     opts = compiler_options("fast")
     return (
-        jax.jit(_apply_in_blocks, static_argnames=("block",), compiler_options=opts),
+        jax.jit(_apply_in_blocks, static_argnames=("block", "missing"), compiler_options=opts),
         jax.jit(_apply_sharded, static_argnames=("block", "mesh"), compiler_options=opts),
     )
 
@@ -72,6 +76,7 @@ def score_rows(params_z: GMMParams, X, shift, scale, part: str, devices=None) ->
     params_z : GMMParams
         Host parameters in the standardised frame (float64, no batch axes).
     X : ndarray of shape (n, D)
+        NaN cells are marginalised out (missing values; scored on one device).
     shift, scale : ndarrays of shape (D,)
     part : {"log_resp", "log_density"}
         ``"log_resp"``: log responsibilities (n, K); ``"log_density"``: log densities (n,) in the
@@ -86,9 +91,12 @@ def score_rows(params_z: GMMParams, X, shift, scale, part: str, devices=None) ->
     pick = (lambda o, n: o[:n, :k]) if part == "log_resp" else (lambda o, n: o[:n, -1])
     dtype = np.dtype(default_dtype())
     n, d = X.shape
-    block = default_block_size(k, d)
-    mesh = data_mesh(devices)
+    missing = has_missing(X)
+    block = (missing_block_size if missing else default_block_size)(k, d)
+    mesh = None if missing else data_mesh(devices)
     in_blocks, sharded = _scoring_programs()
+    if missing:  # the complete-data program stays as it is: only data with NaN compile this one
+        in_blocks = functools.partial(in_blocks, missing=True)
     if mesh is not None:  # rows split over the devices, each passes over its share in blocks
         s = n_shards(mesh)
         local = min(block, _bucket(-(-n // s)))
@@ -114,6 +122,48 @@ def score_rows(params_z: GMMParams, X, shift, scale, part: str, devices=None) ->
     k_pad = component_bucket(k, n_pad, d, params_z.covariance_type)
     params = device_params(params_z.pad_components(k_pad), dtype)
     z = device_rows(X, shift, scale, dtype, n_pad)
-    with paused_gc(first_call("score", (params, z), (min(block, n_pad),))):
+    with paused_gc(first_call("score", (params, z), (min(block, n_pad), missing))):
         out = in_blocks(params, z, min(block, n_pad))
     return pick(np.asarray(out), n).astype(np.float64)
+
+
+def _impute_in_blocks(params, z, block):
+    return map_blocks(lambda xb: conditional_mean(params, xb), z, block)
+
+
+@functools.lru_cache(maxsize=None)
+def _impute_program():
+    enable_compilation_cache()
+    return jax.jit(_impute_in_blocks, static_argnames=("block",), compiler_options=compiler_options("fast"))
+
+
+def impute_rows(params_z: GMMParams, X, shift, scale) -> np.ndarray:
+    """Missing (NaN) cells of host rows ``X`` (data units) replaced by their conditional mean under
+    parameters in the standardised frame ``(x - shift) / scale``; see
+    :func:`bayesgmm.core.missing.conditional_mean`.
+
+    Returns
+    -------
+    ndarray of shape (n, D), float64; the observed cells are ``X``'s own
+    """
+    X = np.asarray(X)
+    out = np.array(X, np.float64)
+    if not has_missing(X):
+        return out
+    n, d = X.shape
+    k = params_z.n_components
+    dtype = np.dtype(default_dtype())
+    block = missing_block_size(k, d)
+    program = _impute_program()
+    chunk = block * max(1, _SCORE_CHUNK_ROWS // block)
+    k_pad = component_bucket(k, min(n, chunk), d, params_z.covariance_type)
+    params = device_params(params_z.pad_components(k_pad), dtype)
+    for i in range(0, n, chunk):  # host chunks of one size (one compilation) on large X
+        j = min(i + chunk, n)
+        n_pad = _padded_rows(j - i, block) if n <= chunk else chunk
+        z = device_rows(X[i:j], shift, scale, dtype, n_pad)
+        with paused_gc(first_call("impute", (params, z), (min(block, n_pad),))):
+            filled = np.asarray(program(params, z, min(block, n_pad)), np.float64)[: j - i]
+        miss = np.isnan(out[i:j])
+        out[i:j][miss] = (filled * scale + shift)[miss]
+    return out

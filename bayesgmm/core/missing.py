@@ -259,7 +259,8 @@ def conditional_mean(params: GMMParams, x):
     weighted by the responsibilities given the observed cells.
     """
     resp, mean = _conditional(params, x)
-    return jnp.einsum("nk,nkd->nd", resp, mean)
+    x0, m = _split(x)
+    return jnp.where(m > 0, x0, jnp.einsum("nk,nkd->nd", resp, mean))
 
 
 def impute_draw(key, params: GMMParams, x):

@@ -78,8 +78,10 @@ def test_masked_log_likelihood_is_scipy_marginal_density(ct, x64):
 def test_expected_statistics_of_complete_blocks_are_the_estep_statistics(ct, x64):
     (w, m, c, _), x, _ = _mixture(ct, k=3, d=3, n=70, seed=5)
     p = jax.tree_util.tree_map(jnp.asarray, params_from_cov(w, m, c, ct))
-    xb, wb = to_blocks(jnp.asarray(x), jnp.asarray(np.linspace(0.5, 2, 70)), 32)
-    for a, b in zip(estep_stats(p, xb, wb), M.estep_stats_missing(p, xb, wb)):
+    w = np.linspace(0.5, 2, 70)
+    xb, wb = to_blocks(jnp.asarray(x), jnp.asarray(w), 32)
+    mb, mwb = M.pattern_blocks(x, w, 32, np.float64)  # one pattern: every cell observed
+    for a, b in zip(estep_stats(p, xb, wb), M.estep_stats_missing(p, mb, mwb)):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-10)
 
 
@@ -90,7 +92,7 @@ def test_expected_statistics_are_conditional_moments(ct, x64):
     (w, m, c, cf), x, _ = _mixture(ct, k=2, d=3, n=25, seed=8)
     xm = _remove(x, 0.4, seed=9)
     p = jax.tree_util.tree_map(jnp.asarray, params_from_cov(w, m, c, ct))
-    stats = M.estep_stats_missing(p, *to_blocks(jnp.asarray(xm), jnp.ones(25), 32))
+    stats = M.estep_stats_missing(p, *M.pattern_blocks(xm, np.ones(25), 4, np.float64))
     logp = np.zeros((25, 2))
     mom1 = np.zeros((25, 2, 3))
     mom2 = np.zeros((25, 2, 3, 3))

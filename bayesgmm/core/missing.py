@@ -37,13 +37,15 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import logsumexp
 
 from . import linalg
-from .density import EStepStats, _log_weights
+from .density import _PRECISION, EStepStats, _block_stats, _log_weights, _Whitening, estep_stats
 from .params import GMMParams
 
 __all__ = [
+    "MaskedBlocks",
     "conditional_mean",
     "estep_stats_missing",
     "impute_draw",
@@ -51,6 +53,7 @@ __all__ = [
     "masked_log_likelihood",
     "masked_weighted_log_prob",
     "missing_block_size",
+    "pattern_blocks",
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -150,56 +153,147 @@ def _whitened(params: GMMParams, q):
     return s * q
 
 
-def _block_stats_missing(params: GMMParams, x, w, resp=None) -> EStepStats:
-    """Expected whitened statistics of one block ``x`` (n, D) with NaN cells, weights ``w`` (n,)."""
+class MaskedBlocks(NamedTuple):
+    """Data with missing cells in the layout of :func:`pattern_blocks`: every block holds rows of
+    one pattern of missingness.
+
+    Attributes
+    ----------
+    x : (n_blocks, block, D), the standardised rows, missing cells set to 0
+    pattern : (n_blocks,) int32, the pattern of each block: a row of ``patterns``
+    patterns : (n_patterns, D), 1.0 for an observed cell and 0.0 for a missing one
+    """
+
+    x: jax.Array
+    pattern: jax.Array
+    patterns: jax.Array
+
+    @property
+    def shape(self):
+        return self.x.shape
+
+    @property
+    def dtype(self):
+        return self.x.dtype
+
+
+def pattern_blocks(z, w, block_size: int, dtype) -> tuple[MaskedBlocks, np.ndarray]:
+    """Host layout of rows with NaN cells for the EM passes: rows grouped by their pattern of
+    missingness, each pattern padded to whole blocks of ``block`` rows (zero-weight rows).
+
+    Within a block every row has the same observed cells, so that the block is whitened by one
+    matrix per component (:func:`estep_stats_missing`), as complete data are. The row order is
+    not kept: EM needs only sums over rows. The block count and the pattern count are padded
+    (empty blocks, unused patterns) so that data of similar size and missingness share programs.
+
+    Parameters
+    ----------
+    z : ndarray of shape (n, D), NaN for missing cells (standardised)
+    w : ndarray of shape (n,)
+    block_size : int, the largest block
+    dtype : the float dtype of the passes
+
+    Returns
+    -------
+    MaskedBlocks (numpy arrays) and the weights ``wb`` of shape (n_blocks, block)
+    """
+    n, d = z.shape
+    obs = ~np.isnan(z)
+    patterns, inverse, counts = np.unique(obs, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    n_pat = len(patterns)
+    # blocks of a size that wastes at most about half the rows on padding across the patterns
+    block = int(min(block_size, max(32, 1 << max(0, int(np.log2(max(1.0, n / (2 * n_pat))))))))
+    per = -(-counts // block)  # blocks of each pattern
+    n_blocks = int(per.sum())
+    n_blocks_pad = (1 << (n_blocks - 1).bit_length()) if n_blocks <= 16 else -(-n_blocks // 16) * 16
+    x = np.zeros((n_blocks_pad, block, d), dtype)
+    wb = np.zeros((n_blocks_pad, block), dtype)
+    pat = np.zeros(n_blocks_pad, np.int32)
+    order = np.argsort(inverse, kind="stable")
+    first = np.concatenate([[0], np.cumsum(per)[:-1]])
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    for p in range(n_pat):
+        rows = order[start[p] : start[p] + counts[p]]
+        flat_x = np.zeros((per[p] * block, d), dtype)
+        flat_w = np.zeros(per[p] * block, dtype)
+        flat_x[: counts[p]] = np.where(obs[rows], z[rows], 0.0)
+        flat_w[: counts[p]] = w[rows]
+        x[first[p] : first[p] + per[p]] = flat_x.reshape(per[p], block, d)
+        wb[first[p] : first[p] + per[p]] = flat_w.reshape(per[p], block)
+        pat[first[p] : first[p] + per[p]] = p
+    p_pad = 1 << max(0, (n_pat - 1).bit_length())
+    table = np.ones((p_pad, d), dtype)
+    table[:n_pat] = patterns
+    return MaskedBlocks(x, pat, table), wb
+
+
+class _PatternWhitening(NamedTuple):
+    """The whitening of :mod:`.density` for every pattern of missingness (leading axis P), and the
+    whitened conditional covariance of the missing cells per unit of responsibility."""
+
+    wh: _Whitening
+    correction: jax.Array  # full (P, K, D, D); tied (P, D, D); diag/spherical (P, K, D)
+
+
+def _pattern_whitening(params: GMMParams, patterns) -> _PatternWhitening:
+    """Per pattern ``m`` and component: ``P = Q U`` with ``Q = M B^-1 M`` (so that
+    ``y = (x - mu) P = U^T Q r`` and ``|y|^2 = r^T Sigma_oo^-1 r``), the log normaliser of the
+    observed cells, and ``I - U^T Q U``."""
     ct = params.covariance_type
-    x0, m = _split(x)
-    solved = _solve(params, _residuals(params, x0, m), m)
-    logp = _log_prob(solved, m) + _log_weights(params.weights)
-    lse = logsumexp(logp, axis=-1)
-    if resp is None:
-        resp = jnp.exp(logp - lse[:, None])
-    r = resp * w[:, None]  # (n, K)
-    nk = jnp.sum(r, axis=0)
-    y = _whitened(params, solved.q)  # (n, K, D)
-    yr = y * r[..., None]
-    t1 = jnp.sum(yr, axis=0)
-    miss = 1.0 - m  # (n, D)
+    k, d = params.n_components, params.n_features
+    n_pat = patterns.shape[0]
+    centre = jnp.sum(jnp.where(params.weights > 0, params.weights, 0.0)[:, None] * params.means, axis=0)
+    mc = params.means - centre
+    n_miss = d - jnp.sum(patterns, axis=-1)  # (P,)
     if ct in ("full", "tied"):
         u = params.cov_chol()
-        d = y.shape[-1]
-        # sum_n r_nk Q_nk, Q = B^-1 - (I - M): the missing block's conditional covariance, whitened
-        linv = linalg.inv_lower(solved.factor)  # (n, K or 1, D, D)
-        binv = jnp.swapaxes(linv, -1, -2) @ linv
+        uk = u if ct == "full" else u[None]  # (K or 1, D, D)
+        sigma = uk @ jnp.swapaxes(uk, -1, -2)
+        mm = patterns[:, None, :, None] * patterns[:, None, None, :]
+        b = mm * sigma[None] + jax.vmap(jnp.diag)(1.0 - patterns)[:, None]  # (P, K or 1, D, D)
+        lb = linalg.cholesky(b)
+        linv = linalg.inv_lower(lb)
+        q = (jnp.swapaxes(linv, -1, -2) @ linv) * mm  # M B^-1 M
+        pw = q @ uk[None]  # (P, K or 1, D, D): y = (x - mu) @ pw
+        logdet = -jnp.sum(jnp.log(jnp.diagonal(lb, axis1=-2, axis2=-1)), axis=-1)  # -log det(Sigma_oo) / 2
+        logdet = logdet + 0.5 * n_miss[:, None] * _LOG_2PI  # the missing cells' share of -D/2 log 2 pi
+        eye = jnp.eye(d, dtype=u.dtype)
+        correction = eye - jnp.swapaxes(uk, -1, -2)[None] @ q @ uk[None]
         if ct == "full":
-            sq = jnp.einsum("nk,nkde->kde", r, binv) - jax.vmap(jnp.diag)(r.T @ miss)
-            t2 = jnp.einsum("nkd,nke->kde", yr, y) + nk[:, None, None] * jnp.eye(d, dtype=y.dtype)
-            t2 = t2 - jnp.swapaxes(u, -1, -2) @ sq @ u
-        else:
-            rn = jnp.sum(r, axis=1)  # (n,)
-            sq = jnp.einsum("n,nde->de", rn, binv[:, 0]) - jnp.diag(rn @ miss)
-            t2 = jnp.einsum("nkd,nke->de", yr, y) + jnp.sum(nk) * jnp.eye(d, dtype=y.dtype)
-            t2 = t2 - u.T @ sq @ u
-        t2 = 0.5 * (t2 + jnp.swapaxes(t2, -1, -2))
-    elif ct == "diag":
-        t2 = jnp.sum(yr * y, axis=0) + r.T @ miss  # the missing cells' whitened variance is 1
-    else:
-        t2 = jnp.sum(yr * y, axis=(0, 2)) + r.T @ jnp.sum(miss, axis=-1)
-    loglik = jnp.sum(jnp.where(w > 0, w * lse, 0.0))
-    return EStepStats(nk, t1, t2, loglik)
+            bb = jnp.einsum("kd,pkde->pke", mc, pw, precision=_PRECISION)
+            w = jnp.concatenate(
+                [jnp.transpose(pw, (0, 2, 1, 3)).reshape(n_pat, d, k * d), -bb.reshape(n_pat, 1, k * d)], axis=1
+            )
+            return _PatternWhitening(_Whitening(pw, w, centre, bb, logdet), correction)
+        pw, correction = pw[:, 0], correction[:, 0]
+        bb = jnp.einsum("kd,pde->pke", mc, pw, precision=_PRECISION)
+        logdet = jnp.broadcast_to(logdet, (n_pat, k))
+        return _PatternWhitening(_Whitening(pw, None, centre, bb, logdet), correction)
+    s = params.scales if ct == "diag" else jnp.broadcast_to(params.scales[:, None], (k, d))
+    pw = patterns[:, None, :] / s[None]  # (P, K, D): the observed cells' 1 / scale, 0 elsewhere
+    logdet = -jnp.sum(patterns[:, None, :] * jnp.log(s)[None], axis=-1) + 0.5 * n_miss[:, None] * _LOG_2PI
+    correction = jnp.broadcast_to((1.0 - patterns)[:, None, :], (n_pat, k, d))
+    bb = jnp.broadcast_to(mc, (n_pat, k, d))
+    return _PatternWhitening(_Whitening(pw, None, centre, bb, logdet), correction)
 
 
 def estep_stats_missing(params: GMMParams, xb, wb, resp_fn=None) -> EStepStats:
-    """:func:`bayesgmm.core.density.estep_stats` for blocks with NaN cells (expected statistics).
+    """:func:`bayesgmm.core.density.estep_stats` for data with missing cells (expected statistics).
+
+    Each block of :func:`pattern_blocks` holds one pattern of missingness, so it is whitened by
+    that pattern's matrices (``y = U^T Q (x - mu)``, one product per block as for complete data)
+    and its statistics gain the whitened conditional covariance of the missing cells,
+    ``n_k (I - U^T Q U)``. A plain array ``xb`` (the initialisation's complete, zero-filled view)
+    gets :func:`~bayesgmm.core.density.estep_stats`.
 
     Parameters
     ----------
     params : GMMParams (no batch axes)
-    xb : array of shape (n_blocks, block, D), NaN for missing cells
+    xb : MaskedBlocks, see :func:`pattern_blocks` (or a plain array of blocks)
     wb : array of shape (n_blocks, block)
     resp_fn : callable ``(block_index, x_block) -> (block, K)``, optional
-        Responsibilities to use instead of the posterior ones (initialisation); it receives the
-        block with its NaN cells set to 0.
+        Responsibilities to use instead of the posterior ones.
 
     Returns
     -------
@@ -208,22 +302,43 @@ def estep_stats_missing(params: GMMParams, xb, wb, resp_fn=None) -> EStepStats:
         replaced by their conditional expectations (first and second moments); ``loglik`` is the
         observed-data log-likelihood.
     """
+    if not isinstance(xb, MaskedBlocks):
+        return estep_stats(params, xb, wb, resp_fn)
+    ct = params.covariance_type
+    # spherical: whitened per feature (the missing cells drop out), statistics summed over them
+    wparams = params
+    if ct == "spherical":
+        wparams = GMMParams(params.weights, params.means, jnp.broadcast_to(params.scales[:, None], params.means.shape),
+                            None, "diag")
+    table = _pattern_whitening(params, xb.patterns)
 
     def body(carry, inp):
-        i, x, w = inp
-        resp = None if resp_fn is None else resp_fn(i, jnp.where(jnp.isnan(x), 0.0, x))
-        s = _block_stats_missing(params, x, w, resp)
+        i, x, p, w = inp
+        t = table.wh
+        wh = _Whitening(t.p[p], None if t.w is None else t.w[p], t.centre, t.b[p], t.logdet[p])
+        resp = None if resp_fn is None else resp_fn(i, x)
+        s = _block_stats(wparams, x, w, resp, wh)
+        corr = table.correction[p]
+        if ct == "full":
+            t2 = s.t2 + s.nk[:, None, None] * corr
+        elif ct == "tied":
+            t2 = s.t2 + jnp.sum(s.nk) * corr
+        elif ct == "diag":
+            t2 = s.t2 + s.nk[:, None] * corr
+        else:
+            t2 = jnp.sum(s.t2, axis=-1) + s.nk * jnp.sum(corr, axis=-1)
+        s = s._replace(t2=t2)
         return jax.tree_util.tree_map(jnp.add, carry, s), None
 
-    first = jax.eval_shape(lambda: _block_stats_missing(params, xb[0], wb[0]))
-    init = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), first)
-    out, _ = jax.lax.scan(body, init, (jnp.arange(xb.shape[0]), xb, wb))
+    init = _zero_stats(params, xb.x.dtype)
+    out, _ = jax.lax.scan(body, init, (jnp.arange(xb.x.shape[0]), xb.x, xb.pattern, wb))
     return out
 
 
-#: Marks the pass for :func:`bayesgmm.core.programs.em_start`: initialisations see the data with
-#: their NaN cells set to 0 (the standardised column means).
-estep_stats_missing.fills_missing = True
+def _zero_stats(params: GMMParams, dtype) -> EStepStats:
+    k, d = params.n_components, params.n_features
+    t2 = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[params.covariance_type]
+    return EStepStats(jnp.zeros((k,), dtype), jnp.zeros((k, d), dtype), jnp.zeros(t2, dtype), jnp.zeros((), dtype))
 
 
 def _conditional(params: GMMParams, x):

@@ -32,6 +32,7 @@ import numpy as np
 from .density import estep_stats
 from .em import EMInfo, EMRun, EMState, em_continue, em_init, restarts_one_at_a_time
 from .init import init_params
+from .missing import MaskedBlocks
 from .params import GMMParams
 
 __all__ = [
@@ -232,9 +233,9 @@ def em_start(
         scale = None
         if feature_scale is not None and method in ("kmeans", "k-means++"):
             scale = jnp.where(i % 2 == DATA_SCALE_PARITY, jnp.asarray(feature_scale, xb.dtype), 1.0)
-        # a pass over data with missing cells starts from the data with those cells at 0 (the
-        # standardised column means): k-means and the first M-step see complete rows
-        x_init = jnp.where(jnp.isnan(xb), 0.0, xb) if getattr(estep, "fills_missing", False) else xb
+        # data with missing cells start from their cells at 0 (the standardised column means):
+        # k-means and the first M-step see complete rows
+        x_init = xb.x if isinstance(xb, MaskedBlocks) else xb
         p = init_params(
             k, x_init, wb, n_components, covariance_type, method, prior, reg_covar,
             estep=estep, n_active=n_active, scale=scale, **passes,

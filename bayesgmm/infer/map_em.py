@@ -19,12 +19,12 @@ from ..core.density import default_block_size
 from ..core.em import EMInfo
 from ..core.init import INIT_METHODS
 from ..core.layouts import standardise_covariances
-from ..core.missing import estep_stats_missing, missing_block_size
+from ..core.missing import estep_stats_missing, pattern_blocks
 from ..core.programs import StartValues, compile_profile, component_bucket, default_dtype, fit_em, run_em
 from ..core.params import GMMParams, check_covariance_type
 from ..core.sharding import data_mesh, device_blocks, sharded_block_sum, sharded_estep
 from ..core.prior import Prior, ResolvedPrior, resolve_prior
-from ..core.units import has_missing, log_jacobian, observed_weight, standardisation
+from ..core.units import has_missing, log_jacobian, observed_weight, standardisation, standardise_rows
 
 __all__ = ["MAPResult", "fit_map"]
 
@@ -165,11 +165,13 @@ def fit_map(
     # a prior it can exceed float32's range on data of scale 1e-100, so it is not passed on
     reg_z = (reg_z64 if prior is None else np.zeros(d)).astype(np_dtype)
 
-    block = block_size or (missing_block_size if missing else default_block_size)(n_components, d)
-    xb, wb = device_blocks(x64, w64, shift, scale, block, mesh, np_dtype)
-    passes = {} if mesh is None else {"estep": sharded_estep(mesh), "block_sum": sharded_block_sum(mesh)}
-    if missing:
+    block = block_size or default_block_size(n_components, d)
+    if missing:  # rows grouped by pattern of missingness, blocks of one pattern each
+        xb, wb = jax.device_put(pattern_blocks(standardise_rows(x64, shift, scale, np_dtype), w64, block, np_dtype))
         passes = {"estep": estep_stats_missing}
+    else:
+        xb, wb = device_blocks(x64, w64, shift, scale, block, mesh, np_dtype)
+        passes = {} if mesh is None else {"estep": sharded_estep(mesh), "block_sum": sharded_block_sum(mesh)}
 
     # one program serves every n_components up to a bucket (padding of weight 0) on small data
     n_rows = int(np.prod(xb.shape[:2]))

@@ -41,11 +41,13 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from . import linalg
-from .density import _PRECISION, EStepStats, _block_stats, _log_weights, _Whitening, estep_stats
+from .density import _PRECISION, EStepStats, _block_stats, _log_weights, _whiten_c, _Whitening, estep_stats
 from .params import GMMParams
 
 __all__ = [
     "MaskedBlocks",
+    "block_rows_conditional_means",
+    "block_rows_scores",
     "conditional_mean",
     "estep_stats_missing",
     "impute_draw",
@@ -177,14 +179,14 @@ class MaskedBlocks(NamedTuple):
         return self.x.dtype
 
 
-def pattern_blocks(z, w, block_size: int, dtype) -> tuple[MaskedBlocks, np.ndarray]:
-    """Host layout of rows with NaN cells for the EM passes: rows grouped by their pattern of
+def pattern_blocks(z, w, block_size: int, dtype, *, return_rows: bool = False):
+    """Host layout of rows with NaN cells for the masked passes: rows grouped by their pattern of
     missingness, each pattern padded to whole blocks of ``block`` rows (zero-weight rows).
 
     Within a block every row has the same observed cells, so that the block is whitened by one
-    matrix per component (:func:`estep_stats_missing`), as complete data are. The row order is
-    not kept: EM needs only sums over rows. The block count and the pattern count are padded
-    (empty blocks, unused patterns) so that data of similar size and missingness share programs.
+    matrix per component (:func:`estep_stats_missing`), as complete data are. The block count and
+    the pattern count are padded (empty blocks, unused patterns) so that data of similar size and
+    missingness share programs.
 
     Parameters
     ----------
@@ -192,14 +194,23 @@ def pattern_blocks(z, w, block_size: int, dtype) -> tuple[MaskedBlocks, np.ndarr
     w : ndarray of shape (n,)
     block_size : int, the largest block
     dtype : the float dtype of the passes
+    return_rows : bool, default=False
+        Also return where each row went (for per-row results, see :func:`block_rows_scores`).
 
     Returns
     -------
-    MaskedBlocks (numpy arrays) and the weights ``wb`` of shape (n_blocks, block)
+    MaskedBlocks (numpy arrays), the weights ``wb`` of shape (n_blocks, block) and, with
+    ``return_rows``, ``rows`` of shape (n_blocks, block): the row of ``z`` in each slot (-1 for
+    padding)
     """
     n, d = z.shape
     obs = ~np.isnan(z)
-    patterns, inverse, counts = np.unique(obs, axis=0, return_inverse=True, return_counts=True)
+    if d <= 62:  # each row's pattern as the bits of one integer: a 1-D unique, not a row sort
+        codes = obs.astype(np.int64) @ (np.int64(1) << np.arange(d, dtype=np.int64))
+        _, first_row, inverse, counts = np.unique(codes, return_index=True, return_inverse=True, return_counts=True)
+        patterns = obs[first_row]
+    else:
+        patterns, inverse, counts = np.unique(obs, axis=0, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     n_pat = len(patterns)
     # blocks of a size that wastes at most about half the rows on padding across the patterns
@@ -207,25 +218,28 @@ def pattern_blocks(z, w, block_size: int, dtype) -> tuple[MaskedBlocks, np.ndarr
     per = -(-counts // block)  # blocks of each pattern
     n_blocks = int(per.sum())
     n_blocks_pad = (1 << (n_blocks - 1).bit_length()) if n_blocks <= 16 else -(-n_blocks // 16) * 16
-    x = np.zeros((n_blocks_pad, block, d), dtype)
-    wb = np.zeros((n_blocks_pad, block), dtype)
-    pat = np.zeros(n_blocks_pad, np.int32)
+    # slot -> row: each pattern's rows (in their order), then -1 up to its whole blocks
     order = np.argsort(inverse, kind="stable")
-    first = np.concatenate([[0], np.cumsum(per)[:-1]])
-    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slots = np.full((n_blocks_pad, block), -1, np.int64)
+    pat = np.zeros(n_blocks_pad, np.int32)
+    b0 = 0
+    r0 = 0
     for p in range(n_pat):
-        rows = order[start[p] : start[p] + counts[p]]
-        flat_x = np.zeros((per[p] * block, d), dtype)
-        flat_w = np.zeros(per[p] * block, dtype)
-        flat_x[: counts[p]] = np.where(obs[rows], z[rows], 0.0)
-        flat_w[: counts[p]] = w[rows]
-        x[first[p] : first[p] + per[p]] = flat_x.reshape(per[p], block, d)
-        wb[first[p] : first[p] + per[p]] = flat_w.reshape(per[p], block)
-        pat[first[p] : first[p] + per[p]] = p
+        flat = np.full(per[p] * block, -1, np.int64)
+        flat[: counts[p]] = order[r0 : r0 + counts[p]]
+        slots[b0 : b0 + per[p]] = flat.reshape(per[p], block)
+        pat[b0 : b0 + per[p]] = p
+        b0 += per[p]
+        r0 += counts[p]
+    valid = slots >= 0
+    src = np.where(valid, slots, 0)
+    x = np.where(valid[..., None] & obs[src], z[src], 0.0).astype(dtype)
+    wb = np.where(valid, np.asarray(w, np.float64)[src], 0.0).astype(dtype)
     p_pad = 1 << max(0, (n_pat - 1).bit_length())
     table = np.ones((p_pad, d), dtype)
     table[:n_pat] = patterns
-    return MaskedBlocks(x, pat, table), wb
+    out = (MaskedBlocks(x, pat, table), wb)
+    return out + (slots,) if return_rows else out
 
 
 class _PatternWhitening(NamedTuple):
@@ -306,18 +320,13 @@ def estep_stats_missing(params: GMMParams, xb, wb, resp_fn=None) -> EStepStats:
         return estep_stats(params, xb, wb, resp_fn)
     ct = params.covariance_type
     # spherical: whitened per feature (the missing cells drop out), statistics summed over them
-    wparams = params
-    if ct == "spherical":
-        wparams = GMMParams(params.weights, params.means, jnp.broadcast_to(params.scales[:, None], params.means.shape),
-                            None, "diag")
+    wparams = _whitening_params(params)
     table = _pattern_whitening(params, xb.patterns)
 
     def body(carry, inp):
         i, x, p, w = inp
-        t = table.wh
-        wh = _Whitening(t.p[p], None if t.w is None else t.w[p], t.centre, t.b[p], t.logdet[p])
         resp = None if resp_fn is None else resp_fn(i, x)
-        s = _block_stats(wparams, x, w, resp, wh)
+        s = _block_stats(wparams, x, w, resp, _block_whitening(table, p))
         corr = table.correction[p]
         if ct == "full":
             t2 = s.t2 + s.nk[:, None, None] * corr
@@ -333,6 +342,58 @@ def estep_stats_missing(params: GMMParams, xb, wb, resp_fn=None) -> EStepStats:
     init = _zero_stats(params, xb.x.dtype)
     out, _ = jax.lax.scan(body, init, (jnp.arange(xb.x.shape[0]), xb.x, xb.pattern, wb))
     return out
+
+
+def _block_whitening(table: _PatternWhitening, p) -> _Whitening:
+    t = table.wh
+    return _Whitening(t.p[p], None if t.w is None else t.w[p], t.centre, t.b[p], t.logdet[p])
+
+
+def _whitening_params(params: GMMParams) -> GMMParams:
+    """Spherical parameters as diagonal ones (whitened per feature: missing cells drop out)."""
+    if params.covariance_type != "spherical":
+        return params
+    scales = jnp.broadcast_to(params.scales[:, None], params.means.shape)
+    return GMMParams(params.weights, params.means, scales, None, "diag")
+
+
+def block_rows_scores(params: GMMParams, xb: MaskedBlocks):
+    """Per row of the blocks, the log responsibilities given the observed cells and then the log
+    density of the observed cells: shape (n_blocks, block, K + 1) (see :func:`pattern_blocks`)."""
+    table = _pattern_whitening(params, xb.patterns)
+    wparams = _whitening_params(params)
+
+    def one(args):
+        x, p = args
+        _, logp, _ = _whiten_c(wparams, x, _block_whitening(table, p))
+        logp = logp + _log_weights(params.weights)
+        lse = logsumexp(logp, axis=-1, keepdims=True)
+        return jnp.concatenate([logp - lse, lse], axis=-1)
+
+    return jax.lax.map(one, (xb.x, xb.pattern))
+
+
+def block_rows_conditional_means(params: GMMParams, xb: MaskedBlocks):
+    """Per row of the blocks, ``E[x | x_o, theta]`` (every cell; the observed ones are the row's
+    own up to rounding), shape (n_blocks, block, D) (see :func:`pattern_blocks`)."""
+    table = _pattern_whitening(params, xb.patterns)
+    wparams = _whitening_params(params)
+    ct = params.covariance_type
+
+    def one(args):
+        x, p = args
+        y, logp, _ = _whiten_c(wparams, x, _block_whitening(table, p))  # y = U^T Q r
+        logp = logp + _log_weights(params.weights)
+        resp = jnp.exp(logp - logsumexp(logp, axis=-1, keepdims=True))
+        if ct == "full":
+            dev = jnp.einsum("kde,nke->nkd", params.cov_chol(), y, precision=_PRECISION)
+        elif ct == "tied":
+            dev = y @ params.cov_chol().T
+        else:
+            dev = wparams.scales * y
+        return jnp.einsum("nk,nkd->nd", resp, params.means[None] + dev)
+
+    return jax.lax.map(one, (xb.x, xb.pattern))
 
 
 def _zero_stats(params: GMMParams, dtype) -> EStepStats:

@@ -18,10 +18,10 @@ import numpy as np
 
 from .._compile_cache import enable_compilation_cache
 from ..core.density import _bucket, default_block_size, map_blocks, weighted_log_prob
-from ..core.missing import conditional_mean, masked_weighted_log_prob, missing_block_size
+from ..core.missing import block_rows_conditional_means, block_rows_scores, pattern_blocks
 from ..core.params import GMMParams
 from ..core.programs import component_bucket, compiler_options, default_dtype, first_call, paused_gc
-from ..core.units import has_missing
+from ..core.units import has_missing, standardise_rows
 from ..core.sharding import allgather, data_mesh, device_params, device_rows, n_shards, sharded_map_blocks
 
 __all__ = ["impute_rows", "score_rows"]
@@ -30,17 +30,15 @@ __all__ = ["impute_rows", "score_rows"]
 _SCORE_CHUNK_ROWS = 1 << 18
 
 
-def _score_rows(params: GMMParams, x, missing: bool = False):
-    """Per row, the log responsibilities and then the log density: shape (n, K + 1).
-
-    ``missing``: NaN cells are marginalised out (the observed cells' densities)."""
-    lp = (masked_weighted_log_prob if missing else weighted_log_prob)(params, x)
+def _score_rows(params: GMMParams, x):
+    """Per row, the log responsibilities and then the log density: shape (n, K + 1)."""
+    lp = weighted_log_prob(params, x)
     lse = jax.scipy.special.logsumexp(lp, axis=-1, keepdims=True)
     return jnp.concatenate([lp - lse, lse], axis=-1)
 
 
-def _apply_in_blocks(params, z, block, missing=False):
-    return map_blocks(lambda xb: _score_rows(params, xb, missing), z, block)
+def _apply_in_blocks(params, z, block):
+    return map_blocks(lambda xb: _score_rows(params, xb), z, block)
 
 
 def _apply_sharded(params, z, block, mesh):
@@ -56,7 +54,7 @@ def _scoring_programs():
     enable_compilation_cache()
     opts = compiler_options("fast")
     return (
-        jax.jit(_apply_in_blocks, static_argnames=("block", "missing"), compiler_options=opts),
+        jax.jit(_apply_in_blocks, static_argnames=("block",), compiler_options=opts),
         jax.jit(_apply_sharded, static_argnames=("block", "mesh"), compiler_options=opts),
     )
 
@@ -91,12 +89,13 @@ def score_rows(params_z: GMMParams, X, shift, scale, part: str, devices=None) ->
     pick = (lambda o, n: o[:n, :k]) if part == "log_resp" else (lambda o, n: o[:n, -1])
     dtype = np.dtype(default_dtype())
     n, d = X.shape
-    missing = has_missing(X)
-    block = (missing_block_size if missing else default_block_size)(k, d)
-    mesh = None if missing else data_mesh(devices)
+    if has_missing(X):
+        cols = np.arange(k) if part == "log_resp" else np.array([-1])  # log resp, or the log density
+        out = _masked_rows(_masked_programs()[0], params_z, X, shift, scale, cols)
+        return out if part == "log_resp" else out[:, 0]
+    block = default_block_size(k, d)
+    mesh = data_mesh(devices)
     in_blocks, sharded = _scoring_programs()
-    if missing:  # the complete-data program stays as it is: only data with NaN compile this one
-        in_blocks = functools.partial(in_blocks, missing=True)
     if mesh is not None:  # rows split over the devices, each passes over its share in blocks
         s = n_shards(mesh)
         local = min(block, _bucket(-(-n // s)))
@@ -122,19 +121,40 @@ def score_rows(params_z: GMMParams, X, shift, scale, part: str, devices=None) ->
     k_pad = component_bucket(k, n_pad, d, params_z.covariance_type)
     params = device_params(params_z.pad_components(k_pad), dtype)
     z = device_rows(X, shift, scale, dtype, n_pad)
-    with paused_gc(first_call("score", (params, z), (min(block, n_pad), missing))):
+    with paused_gc(first_call("score", (params, z), (min(block, n_pad),))):
         out = in_blocks(params, z, min(block, n_pad))
     return pick(np.asarray(out), n).astype(np.float64)
 
 
-def _impute_in_blocks(params, z, block):
-    return map_blocks(lambda xb: conditional_mean(params, xb), z, block)
-
-
 @functools.lru_cache(maxsize=None)
-def _impute_program():
+def _masked_programs():
+    """The scoring and imputation programs of rows with missing cells (grouped by pattern)."""
     enable_compilation_cache()
-    return jax.jit(_impute_in_blocks, static_argnames=("block",), compiler_options=compiler_options("fast"))
+    opts = compiler_options("fast")
+    return jax.jit(block_rows_scores, compiler_options=opts), jax.jit(block_rows_conditional_means, compiler_options=opts)
+
+
+def _masked_rows(program, params_z: GMMParams, X, shift, scale, cols) -> np.ndarray:
+    """``program`` (:func:`bayesgmm.core.missing.block_rows_scores` or ``..._conditional_means``)
+    on host rows with NaN cells, laid out by pattern (:func:`~bayesgmm.core.missing.pattern_blocks`)
+    in host chunks, and the columns ``cols`` of its per-row outputs, put back in row order."""
+    n, d = X.shape
+    k = params_z.n_components
+    dtype = np.dtype(default_dtype())
+    block = default_block_size(k, d)
+    k_pad = component_bucket(k, min(n, _SCORE_CHUNK_ROWS), d, params_z.covariance_type)
+    params = device_params(params_z.pad_components(k_pad), dtype)
+    out = np.empty((n, len(cols)), np.float64)
+    for i in range(0, n, _SCORE_CHUNK_ROWS):  # one chunk's standardised copy at a time
+        j = min(i + _SCORE_CHUNK_ROWS, n)
+        z = standardise_rows(X[i:j], shift, scale, dtype)
+        mb, _, slots = pattern_blocks(z, np.ones(j - i), block, dtype, return_rows=True)
+        mb = jax.device_put(mb)
+        with paused_gc(first_call(f"masked-{program.__name__}", (params, mb))):
+            res = np.asarray(program(params, mb))
+        valid = slots >= 0
+        out[i + slots[valid]] = res[valid][:, cols]
+    return out
 
 
 def impute_rows(params_z: GMMParams, X, shift, scale) -> np.ndarray:
@@ -146,24 +166,10 @@ def impute_rows(params_z: GMMParams, X, shift, scale) -> np.ndarray:
     -------
     ndarray of shape (n, D), float64; the observed cells are ``X``'s own
     """
-    X = np.asarray(X)
     out = np.array(X, np.float64)
     if not has_missing(X):
         return out
-    n, d = X.shape
-    k = params_z.n_components
-    dtype = np.dtype(default_dtype())
-    block = missing_block_size(k, d)
-    program = _impute_program()
-    chunk = block * max(1, _SCORE_CHUNK_ROWS // block)
-    k_pad = component_bucket(k, min(n, chunk), d, params_z.covariance_type)
-    params = device_params(params_z.pad_components(k_pad), dtype)
-    for i in range(0, n, chunk):  # host chunks of one size (one compilation) on large X
-        j = min(i + chunk, n)
-        n_pad = _padded_rows(j - i, block) if n <= chunk else chunk
-        z = device_rows(X[i:j], shift, scale, dtype, n_pad)
-        with paused_gc(first_call("impute", (params, z), (min(block, n_pad),))):
-            filled = np.asarray(program(params, z, min(block, n_pad)), np.float64)[: j - i]
-        miss = np.isnan(out[i:j])
-        out[i:j][miss] = (filled * scale + shift)[miss]
+    filled = _masked_rows(_masked_programs()[1], params_z, X, shift, scale, np.arange(X.shape[1]))
+    miss = np.isnan(out)
+    out[miss] = (filled * scale + shift)[miss]
     return out

@@ -234,7 +234,9 @@ def select(
     progress_bar : bool, default=True
         Progress over the grid on stderr (tqdm when installed).
     **estimator_params
-        Other :class:`GaussianMixture` parameters (``max_iter``, ``tol``, ``init_params``, ...).
+        Other :class:`GaussianMixture` parameters (``max_iter``, ``tol``, ``init_params``,
+        ``missing="marginalize"`` for data with NaN cells: the criteria then use the observed
+        cells' log-likelihood, ...).
 
     Returns
     -------
@@ -277,7 +279,8 @@ def select(
     posterior_options = dict(posterior_options or {})
     ks, cts = _check_grid(n_components, covariance_types)
     # bad data is the caller's error, not one failed grid point per fit: refuse it up front
-    check_scales(check_data(GaussianMixture(), X, reset=True), with_prior=prior is not None)
+    probe = GaussianMixture(missing=estimator_params.get("missing", "error"))
+    check_scales(check_data(probe, X, reset=True), with_prior=prior is not None)
     grid = [(k, ct) for k in ks for ct in cts]
 
     rows = {

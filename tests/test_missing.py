@@ -303,3 +303,14 @@ def test_missing_fit_is_reproducible_and_saved(tmp_path):
     assert c.missing == "marginalize"
     np.testing.assert_array_equal(c.impute(xm), a.impute(xm))
     np.testing.assert_array_equal(c.score_samples(xm), a.score_samples(xm))
+
+
+def test_select_with_missing_cells_prefers_the_true_number_of_components():
+    import bayesgmm
+
+    _, x, _ = _mixture("full", k=2, d=3, n=300, seed=31, separation=6.0)
+    xm = _remove(x, 0.25, seed=32)
+    sel = bayesgmm.select(xm, n_components=[1, 2, 3], covariance_types=["full"], random_state=0,
+                          progress_bar=False, missing="marginalize")
+    assert sel.best_params_ == {"n_components": 2, "covariance_type": "full"}
+    assert not sel.table["error"].astype(bool).any()

@@ -8,6 +8,7 @@ import pytest
 from bayesgmm.datasets import (
     load_acidity,
     load_csv,
+    load_diabetes,
     load_enzyme,
     load_faithful,
     load_galaxies,
@@ -77,10 +78,20 @@ def test_embedded_provenance_lists_every_shipped_csv():
     folder = resources.files("bayesgmm.datasets")
     text = (folder / "PROVENANCE.md").read_text(encoding="utf-8")
     shipped = sorted(p.name for p in folder.iterdir() if p.name.endswith(".csv"))
-    assert shipped == ["acidity.csv", "enzyme.csv", "faithful.csv", "galaxies.csv"]
+    assert shipped == ["acidity.csv", "diabetes.csv", "enzyme.csv", "faithful.csv", "galaxies.csv"]
     for name in shipped:
         assert f"`{name}`" in text
     assert "MASS::galaxies" in text and "Richardson & Green (1997)" in text
+
+
+def test_load_diabetes_is_mclusts_corrected_data():
+    X, names, classes = load_diabetes()
+    assert names == ("fpg", "glucose", "insulin") and X.shape == (145, 3) and X.dtype == np.float64
+    # mclust's class sizes (76 Normal, 36 Chemical, 33 Overt) and its documented correction
+    assert {c: int(np.sum(classes == c)) for c in ("Normal", "Chemical", "Overt")} == {
+        "Normal": 76, "Chemical": 36, "Overt": 33}
+    assert X[103, 1] == 455.0
+    assert np.all(np.isfinite(X)) and np.all(X > 0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Data sets: embedded real data (Old Faithful, galaxies, acidity, enzyme), a CSV reader, and
+"""Data sets: embedded real data (Old Faithful, galaxies, acidity, enzyme, diabetes), a CSV reader, and
 synthetic known-truth mixtures (the seed examples' data).
 
 Only numpy and the standard library are used; pandas is imported only for
@@ -6,7 +6,9 @@ Only numpy and the standard library are used; pandas is imported only for
 in this folder.
 """
 
-from ._csv import FAITHFUL_FEATURES, CSVData, load_acidity, load_csv, load_enzyme, load_faithful, load_galaxies
+from ._csv import (
+    FAITHFUL_FEATURES, CSVData, load_acidity, load_csv, load_diabetes, load_enzyme, load_faithful, load_galaxies,
+)
 from ._synthetic import make_blobs_1d_three, make_mixture, make_stretched_blobs
 
 __all__ = [
@@ -14,6 +16,7 @@ __all__ = [
     "CSVData",
     "load_acidity",
     "load_csv",
+    "load_diabetes",
     "load_enzyme",
     "load_faithful",
     "load_galaxies",

@@ -304,3 +304,33 @@ def load_enzyme():
     ((245, 1), ('enzyme_activity',))
     """
     return _load_embedded("enzyme.csv", "enzyme_activity")
+
+
+def load_diabetes():
+    """Load the diabetes data (145 adults, 3 features, clinical classes), embedded in the package.
+
+    Reaven & Miller's (1979) data as shipped by the R package mclust (``data/diabetes``), with
+    mclust's documented correction (row 104's glucose 45 -> 455; the columns renamed ``fpg``,
+    ``glucose``, ``insulin``): fasting plasma glucose, the area under the plasma glucose curve
+    and the area under the plasma insulin curve of a glucose tolerance test. The clinical
+    classification (``Normal``, ``Chemical``, ``Overt`` diabetes) is returned separately, for
+    comparison with clusters. See ``bayesgmm/datasets/PROVENANCE.md`` (GPL (>= 2)).
+
+    Returns
+    -------
+    (X, feature_names, classes) : ndarray of shape (145, 3) float64, tuple of str, ndarray of
+        shape (145,) of str
+
+    Examples
+    --------
+    >>> X, names, classes = load_diabetes()
+    >>> X.shape, names, sorted(set(classes.tolist()))
+    ((145, 3), ('fpg', 'glucose', 'insulin'), ['Chemical', 'Normal', 'Overt'])
+    """
+    import csv
+
+    with resources.as_file(resources.files(__package__) / "diabetes.csv") as path:
+        X, names, _ = load_csv(path, columns=["fpg", "glucose", "insulin"])
+        with open(path, newline="") as f:
+            classes = np.array([row["class"] for row in csv.DictReader(f)])
+    return X, names, classes

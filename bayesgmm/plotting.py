@@ -279,7 +279,7 @@ def plot_density_1d(
     w, m, c = _mixture_arrays(model, n_draws if post else None)
     mu, sd = m[..., f], np.sqrt(c[..., f, f])  # (S, K)
     if X is not None:
-        lo, hi = float(np.min(X[:, f])), float(np.max(X[:, f]))
+        lo, hi = float(np.nanmin(X[:, f])), float(np.nanmax(X[:, f]))  # NaN: a missing cell
         pad = 0.1 * (hi - lo) + 1e-9
         lo, hi = lo - pad, hi + pad
     else:
@@ -348,7 +348,7 @@ def plot_density(model, X=None, *, features=None, resolution: int = 120, levels:
     X = _check_X(model, X)
     w, m, c = _mixture_arrays(model, n_draws if _is_posterior(model) else None)
     if X is not None:
-        lo, hi = X[:, [i, j]].min(axis=0), X[:, [i, j]].max(axis=0)
+        lo, hi = np.nanmin(X[:, [i, j]], axis=0), np.nanmax(X[:, [i, j]], axis=0)  # NaN: a missing cell
     else:
         sd = np.sqrt(np.stack([c[..., i, i], c[..., j, j]], axis=-1))
         lo = np.min(m[..., [i, j]] - 3 * sd, axis=(0, 1))

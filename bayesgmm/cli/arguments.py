@@ -198,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop rows with missing values instead of stopping with an error",
     )
     fit.add_argument(
+        "--missing", choices=("error", "marginalize"), default="error",
+        help="what an empty or NA cell means: 'error' (default; or drop its row with --dropna) or "
+             "'marginalize': a missing cell (missing at random), integrated out of the likelihood "
+             "of EM, NUTS and VI; the report lists its imputation (mean and 90%% interval)",
+    )
+    fit.add_argument(
         "--quiet", "-q", action="store_true",
         help="no progress output on stderr",
     )

@@ -72,6 +72,7 @@ class FitSettings:
     vi_steps: int = DEFAULT_VI_STEPS
     progress: bool = False
     criterion: str = "bic"
+    missing: str = "error"
 
 
 @dataclasses.dataclass
@@ -115,6 +116,7 @@ def _fit_map(data: Dataset, settings: FitSettings) -> FitOutcome:
         prior="default",
         n_init=settings.n_init,
         random_state=settings.seed,
+        missing=settings.missing,
     )
     notes: list = []
     t0 = time.perf_counter()
@@ -192,6 +194,7 @@ def _select(data: Dataset, ks: Sequence[int], covariance_types: Sequence[str], s
                 progress_bar=settings.progress, posterior_options=dict(
                     num_chains=settings.num_chains, num_warmup=settings.num_warmup,
                     num_samples=settings.num_samples),
+                missing=settings.missing,
             )
         except ValueError as exc:  # no grid point could be fitted
             raise CLIError(str(exc), status=1) from None
@@ -275,7 +278,7 @@ def _run(args: argparse.Namespace, data: Dataset, progress: bool) -> RunResult:
     steps = _Steps(n_steps, progress)
     base = dict(seed=args.seed, n_init=args.n_init, num_chains=args.chains, num_warmup=args.warmup,
                 num_samples=args.samples, vi_steps=args.vi_steps, progress=progress,
-                criterion=args.criterion or "bic")
+                criterion=args.criterion or "bic", missing=args.missing)
     sel, sel_notes = None, []
     if selecting:
         ks = args.select if args.select is not None else (
@@ -443,7 +446,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.criterion is not None and args.select is None and args.covariance != "auto":
         raise CLIError(f"--criterion {args.criterion} chooses a model: use it with --select A..B or "
                        "--covariance auto")
-    data = load_data(args.data, columns=args.columns, dropna=args.dropna)
+    if args.dropna and args.missing == "marginalize":
+        raise CLIError("--dropna and --missing marginalize exclude each other: drop the incomplete rows or "
+                       "keep their missing cells")
+    data = load_data(args.data, columns=args.columns, dropna=args.dropna, keep_missing=args.missing == "marginalize")
     # input checks before any work or any file
     k_max = max(args.select) if args.select is not None else (
         args.components if args.components is not None else data.default_components)

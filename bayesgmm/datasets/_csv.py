@@ -56,7 +56,9 @@ def _quote_list(names) -> str:
     return ", ".join(repr(n) for n in names)
 
 
-def load_csv(path, columns: Sequence[str] | str | None = None, dropna: bool = False) -> CSVData:
+def load_csv(
+    path, columns: Sequence[str] | str | None = None, dropna: bool = False, keep_missing: bool = False
+) -> CSVData:
     """Read numeric columns from a comma-separated file with a header row.
 
     Only the standard library's :mod:`csv` module and numpy are used (pandas is not needed).
@@ -72,6 +74,9 @@ def load_csv(path, columns: Sequence[str] | str | None = None, dropna: bool = Fa
     dropna : bool, default=False
         Remove the rows that have a missing value in a selected column (the number removed is
         returned as ``n_dropped``). If False, a missing value is an error.
+    keep_missing : bool, default=False
+        Keep missing values as NaN (for ``GaussianMixture(missing="marginalize")``); a row whose
+        selected cells are all missing is still an error. Excludes ``dropna``.
 
     Returns
     -------
@@ -175,6 +180,16 @@ def load_csv(path, columns: Sequence[str] | str | None = None, dropna: bool = Fa
     if np.isinf(values).any():
         i, j = np.argwhere(np.isinf(values))[0]
         raise ValueError(f"{path_str}, line {i + 2}: column {selected[j]!r} is infinite")
+    if keep_missing:
+        if dropna:
+            raise ValueError("dropna=True and keep_missing=True exclude each other (--dropna, --missing marginalize)")
+        empty = np.flatnonzero(np.isnan(values).all(axis=1))
+        if empty.size:
+            raise ValueError(
+                f"{path_str}: {empty.size} row(s) have no value in the selected columns (first at line "
+                f"{int(empty[0]) + 2}); a row needs one observed cell: remove them or use dropna=True (--dropna)"
+            )
+        return CSVData(values, tuple(selected), 0)
     missing = np.isnan(values).any(axis=1)
     n_missing = int(missing.sum())
     if n_missing:
@@ -182,7 +197,8 @@ def load_csv(path, columns: Sequence[str] | str | None = None, dropna: bool = Fa
             first = int(np.flatnonzero(missing)[0]) + 2
             raise ValueError(
                 f"{path_str}: {n_missing} row(s) have missing values (first at line {first}); "
-                "remove them or drop them with dropna=True (--dropna on the command line)"
+                "remove them, drop them with dropna=True (--dropna on the command line) or keep them "
+                "as missing cells with keep_missing=True (--missing marginalize)"
             )
         values = values[~missing]
         if values.shape[0] == 0:

@@ -57,6 +57,8 @@ class Posterior:
         ``num_warmup``, ``num_samples``, ``num_chains``.
     x : array-like of shape (n_samples, n_features)
         The data the posterior was conditioned on (a DataFrame's columns become feature names).
+        NaN marks a missing cell (``missing="marginalize"``): every density and assignment of
+        such a row is that of its observed cells, and :meth:`impute` draws the missing ones.
     pivot : GMMParams
         Reference labelling without batch axes, normally the MAP estimate (data units).
     sample_weight : array-like of shape (n_samples,), optional

@@ -125,6 +125,12 @@ def anomaly_probability(post, X=None, percentile: float = 4.0, *, return_thresho
     -----
     O(S N) memory for the training log-likelihoods (cached by the posterior for LOO) and O(S M)
     for ``M`` new points.
+
+    Rows with missing (NaN) cells, in ``X`` or in the training data, are scored by the density
+    of their observed cells (the missing ones integrated out). A density over fewer coordinates
+    is on another scale (per coordinate roughly the log density of one feature), so compare
+    rows with the same pattern of missing cells, or impute first
+    (:meth:`bayesgmm.Posterior.impute`), when the patterns vary.
     """
     q = _check_percentile(percentile)
     train = post.pointwise_log_likelihood().reshape(post.n_draws, -1)  # (S, N), data units

@@ -615,6 +615,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            With ``missing="marginalize"``, NaN marks a missing cell: NUTS and VI then sample the
+            posterior under the marginal likelihood of the observed cells (the one EM
+            maximises), and :meth:`Posterior.impute <bayesgmm.Posterior.impute>` draws the
+            missing cells from their posterior predictive (multiple imputation).
         method : {"nuts", "vi"}, default="nuts"
         sample_weight : array-like of shape (n_samples,), optional
             Likelihood weights (an integer weight acts as repeating the row).
@@ -707,7 +711,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"resume must be a bayesgmm.Posterior or the path of a saved one, got {type(resume).__name__}."
             )
         x = np.asarray(X, np.float64)
-        if x.shape != resume.x.shape or not np.array_equal(x, resume.x):
+        if x.shape != resume.x.shape or not np.array_equal(x, resume.x, equal_nan=True):
             raise ValueError(
                 f"X (shape {x.shape}) is not the data the resumed run was conditioned on (shape "
                 f"{resume.x.shape}); pass the same X to continue the run."

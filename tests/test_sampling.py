@@ -254,9 +254,10 @@ def test_nuts_bad_arguments(problem, kw, err, match):
 
 
 def test_nuts_rejects_non_finite_data(problem):
+    """Infinite values are refused (NaN marks a missing cell: tests/test_missing_posterior.py)."""
     x = problem["x"].copy()
-    x[0, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
+    x[0, 0] = np.inf
+    with pytest.raises(ValueError, match="infinite"):
         run_nuts(jax.random.PRNGKey(0), x, n_components=K, covariance_type="full", prior=Prior(),
                  init=problem["fit"].params)
 

@@ -14,7 +14,7 @@ from .prior import Prior, ResolvedPrior, log_prior, resolve_prior
 __all__ = ["log_posterior"]
 
 
-def log_posterior(params: GMMParams, x, prior=None, sample_weight=None):
+def log_posterior(params: GMMParams, x, prior=None, sample_weight=None, *, missing=None):
     """Unnormalised log posterior ``log p(x | theta) + log p(theta)``.
 
     ``log p(theta)`` is exactly the density that the NumPyro model of the same covariance type
@@ -32,6 +32,9 @@ def log_posterior(params: GMMParams, x, prior=None, sample_weight=None):
         ``None`` gives the log-likelihood alone.
     sample_weight : array-like of shape (n_samples,), optional
         Per-sample weights multiplying each log-likelihood term.
+    missing : bool, optional
+        Whether NaN cells of ``x`` are marginalised out; ``None`` (default): when a host ``x``
+        has a NaN cell. Pass ``True`` for traced data with missing cells (inside ``jit``).
 
     Returns
     -------
@@ -56,7 +59,8 @@ def log_posterior(params: GMMParams, x, prior=None, sample_weight=None):
             prior, np.asarray(x), params.n_components, params.covariance_type, sample_weight,
             params.means.dtype,
         )
-    missing = not isinstance(x, jax.core.Tracer) and bool(np.isnan(np.asarray(x)).any())
+    if missing is None:
+        missing = not isinstance(x, jax.core.Tracer) and bool(np.isnan(np.asarray(x)).any())
     x = jnp.asarray(x, params.means.dtype)
     ll = masked_log_likelihood(params, x) if missing else log_likelihood(params, x)
     if sample_weight is not None:

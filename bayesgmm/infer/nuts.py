@@ -28,10 +28,10 @@ from .._validation import check_sample_weight
 from ..core.params import GMMParams
 from ..core.prior import Prior
 from ..core.programs import default_dtype
-from ..core.units import log_jacobian
+from ..core.units import log_jacobian, observed_weight
 from ..models.gmm import gmm_model, params_from_sample
 from .problem import (
-    _check_finite_draws, _check_int, _constrain, _fold_draws, _folds, _prepare, _Problem,
+    _check_data, _check_finite_draws, _check_int, _constrain, _fold_draws, _folds, _prepare, _Problem,
     _site_transforms, _std_sites,
 )
 from .programs import cached_program, nuts_compile_options, program_key
@@ -57,6 +57,7 @@ class NUTSConfig(NamedTuple):
     dense_mass: bool
     target_accept: float
     max_tree_depth: int
+    missing: bool = False  # the data have NaN cells, marginalised out (the model's ``missing``)
 
 
 class NUTSStats(NamedTuple):
@@ -80,7 +81,8 @@ class _Chains(NamedTuple):
 
 def _chains(cfg: NUTSConfig) -> _Chains:
     """The NUTS kernel of the model and sampler settings of ``cfg``, for its ``chain_method``."""
-    model = partial(gmm_model, n_components=cfg.n_components, covariance_type=cfg.covariance_type)
+    model = partial(gmm_model, n_components=cfg.n_components, covariance_type=cfg.covariance_type,
+                    missing=cfg.missing)
     kernel = _numpyro.nuts_kernel(
         model, num_warmup=cfg.num_warmup, dense_mass=cfg.dense_mass,
         target_accept=cfg.target_accept, max_tree_depth=cfg.max_tree_depth,
@@ -301,7 +303,10 @@ def run_nuts(
     Parameters
     ----------
     rng_key : jax PRNG key
-    x : array-like of shape (n_samples, n_features), finite
+    x : array-like of shape (n_samples, n_features)
+        Finite, except NaN for missing cells: each row's likelihood is then the marginal density
+        of its observed cells (missing at random; ``sample_stats["lp"]`` is
+        :func:`bayesgmm.log_posterior` on the same data).
     n_components : int
     covariance_type : {"full", "tied", "diag", "spherical"}
     prior : Prior
@@ -394,7 +399,7 @@ def run_nuts(
     )
 
     cfg = NUTSConfig(problem.k, covariance_type, num_chains, chain_method, num_warmup, num_samples,
-                     bool(dense_mass), float(target_accept), max_tree_depth)
+                     bool(dense_mass), float(target_accept), max_tree_depth, problem.missing)
     cache_key = None if progress_bar else program_key("nuts", cfg, args)
     t0 = time.perf_counter()
 
@@ -420,7 +425,7 @@ def run_nuts(
     draws = jax.tree_util.tree_map(np.asarray, draws)
     if problem.fold:
         draws = _fold_draws(draws)
-    sample_stats = _nuts_stats(draws, lp_std, stats, problem.scale, problem.total_weight)
+    sample_stats = _nuts_stats(draws, lp_std, stats, problem.scale, problem.jacobian_weight)
     t_post = time.perf_counter() - t0
     info = {
         "compile_seconds": t_compile,
@@ -463,8 +468,7 @@ def _extension_setup(result: SamplerResult, x, sample_weight, num_samples) -> tu
     x64 = np.asarray(x, dtype=np.float64)
     if x64.ndim != 2 or x64.shape[1] != d:
         raise ValueError(f"x must have shape (n_samples, {d}) like the run's data, got {x64.shape}.")
-    if not np.all(np.isfinite(x64)):
-        raise ValueError("x contains NaN or infinite values; remove or impute them first.")
+    missing = _check_data(x64)
     dtype = default_dtype()
     w64 = check_sample_weight(sample_weight, x64.shape[0])
     shift, scale = np.asarray(result.shift, np.float64), np.asarray(result.scale, np.float64)
@@ -479,11 +483,12 @@ def _extension_setup(result: SamplerResult, x, sample_weight, num_samples) -> tu
     total_weight = float(x64.shape[0] if w64 is None else w64.sum())
     last = jax.tree_util.tree_map(lambda a: np.asarray(a[0, -1], np.float64), draws)
     sites = _std_sites(last, shift, scale, dtype, zprior.ordered_means)
-    problem = _Problem(z, w, zprior, rprior, shift, scale, total_weight, sites, k, d, ct, dtype, fold)
+    problem = _Problem(z, w, zprior, rprior, shift, scale, total_weight, sites, k, d, ct, dtype, fold,
+                       missing, observed_weight(x64, w64) if missing else None)
     info = dict(result.info)
     cfg = NUTSConfig(k, ct, int(result.num_chains), info.get("chain_method", "vectorized"),
                      int(result.num_warmup), num_samples, bool(info.get("dense_mass", False)),
-                     float(info.get("target_accept", 0.8)), int(info.get("max_tree_depth", 10)))
+                     float(info.get("target_accept", 0.8)), int(info.get("max_tree_depth", 10)), missing)
     return cfg, problem
 
 
@@ -574,7 +579,7 @@ def extend_nuts(
     new_draws = jax.tree_util.tree_map(np.asarray, new_draws)
     if problem.fold:
         new_draws = _fold_draws(new_draws)
-    sample_stats = _nuts_stats(new_draws, lp_std, stats, scale, problem.total_weight)
+    sample_stats = _nuts_stats(new_draws, lp_std, stats, scale, problem.jacobian_weight)
     t_post = time.perf_counter() - t0
     info.update(
         compile_seconds=t_compile, warmup_seconds=0.0, sampling_seconds=t_sample,

@@ -22,11 +22,11 @@ import numpy as np
 from numpyro import handlers
 from numpyro.distributions import biject_to
 
-from .._validation import check_sample_weight
+from .._validation import check_finite, check_sample_weight
 from ..core.params import GMMParams, check_covariance_type
 from ..core.programs import default_dtype
 from ..core.prior import Prior, ResolvedPrior, resolve_prior
-from ..core.units import standardisation
+from ..core.units import observed_weight, standardisation
 from ..models.gmm import gmm_model, sample_from_params
 
 #: Weights of the start are clipped to at least this (then renormalised): a component emptied by a
@@ -52,11 +52,21 @@ class _Problem:
     dtype: Any
     #: the ordered prior is sampled as the unordered one and the draws sorted (:func:`_folds`)
     fold: bool = False
+    #: the data have missing (NaN) cells, marginalised out (the model's static ``missing``)
+    missing: bool = False
+    #: with missing cells, each feature's observed weight (:func:`~bayesgmm.core.units.observed_weight`)
+    observed_weight: Any = None
 
     @property
     def data(self) -> dict:
         """The model's data arguments: ``{"x", "prior", "sample_weight"}`` (standardised)."""
         return {"x": self.z, "prior": self.zprior, "sample_weight": self.w}
+
+    @property
+    def jacobian_weight(self):
+        """The ``total_weight`` of :func:`~bayesgmm.core.units.log_jacobian` for the likelihood:
+        the total weight, or with missing cells each feature's observed weight (D,)."""
+        return self.observed_weight if self.missing else self.total_weight
 
 
 def _check_int(name, value, minimum):
@@ -77,8 +87,7 @@ def _prepare(x, n_components, covariance_type, prior, init, sample_weight, calle
     x64 = np.asarray(x, dtype=np.float64)
     if x64.ndim != 2 or x64.shape[0] < 1:
         raise ValueError(f"x must have shape (n_samples, n_features), got {x64.shape}.")
-    if not np.all(np.isfinite(x64)):
-        raise ValueError("x contains NaN or infinite values; remove or impute them first.")
+    missing = _check_data(x64)
     n, d = x64.shape
     w64 = check_sample_weight(sample_weight, n)
     if w64 is None:
@@ -103,7 +112,23 @@ def _prepare(x, n_components, covariance_type, prior, init, sample_weight, calle
     init = init.replace(weights=wts / wts.sum())
     sites = _std_sites(init, shift, scale, dtype, zprior.ordered_means)
     return _Problem(z, w, zprior, rprior, shift, scale, float(w64.sum()), sites, k, d,
-                    covariance_type, dtype, fold)
+                    covariance_type, dtype, fold, missing, observed_weight(x64, w64) if missing else None)
+
+
+def _check_data(x64) -> bool:
+    """Whether host data ``x64`` have missing (NaN) cells, after refusing infinite values and rows
+    with every cell missing (NaN marks a missing cell, marginalised out of the likelihood)."""
+    if np.all(np.isfinite(x64)):
+        return False
+    check_finite(x64, "x", allow_nan=True)
+    empty = np.flatnonzero(np.isnan(x64).all(axis=0))
+    if empty.size:
+        raise ValueError(
+            f"x has {empty.size} column(s) with every cell missing (NaN): columns "
+            f"{', '.join(str(c) for c in empty[:10])}. Nothing can be learnt about such a feature; "
+            "drop it first."
+        )
+    return True
 
 
 def _folds(rprior: ResolvedPrior) -> bool:

@@ -67,6 +67,7 @@ class SVIConfig(NamedTuple):
     learning_rate: float
     init_scale: float
     log_density: bool
+    missing: bool = False  # the data have NaN cells, marginalised out (the model's ``missing``)
 
 
 def run_svi(
@@ -92,7 +93,9 @@ def run_svi(
     Parameters
     ----------
     rng_key : jax PRNG key
-    x : array-like of shape (n_samples, n_features), finite
+    x : array-like of shape (n_samples, n_features)
+        Finite, except NaN for missing cells: each row's likelihood is then the marginal density
+        of its observed cells (missing at random); minibatches work the same way.
     n_components : int
     covariance_type : {"full", "tied", "diag", "spherical"}
     prior : Prior
@@ -171,7 +174,7 @@ def run_svi(
         log_density = batch_size is None and num_samples * n <= _DRAW_LOG_DENSITY_BUDGET
     log_density = bool(log_density)
     model = partial(gmm_model, n_components=problem.k, covariance_type=covariance_type,
-                    subsample_size=batch_size)
+                    subsample_size=batch_size, missing=problem.missing)
     if batch_size is not None:
         model = _numpyro.with_replacement(model, n, batch_size)
     model = _numpyro.GlobalLatents(model)
@@ -212,7 +215,8 @@ def run_svi(
         if not log_density:
             return params, losses, draws_z.unstandardise(shift, scale), None
         lp_z = jax.lax.map(
-            lambda p: log_posterior(p, data["x"], data["prior"], data["sample_weight"]),
+            lambda p: log_posterior(p, data["x"], data["prior"], data["sample_weight"],
+                                    missing=problem.missing),
             draws_z[0],
         )
         return params, losses, draws_z.unstandardise(shift, scale), lp_z[None]
@@ -222,7 +226,7 @@ def run_svi(
     cache_key = None
     if not progress_bar and user_optimizer is None:
         cfg = SVIConfig(problem.k, covariance_type, guide, num_steps, num_samples, batch_size, n,
-                        float(learning_rate), init_scale, log_density)
+                        float(learning_rate), init_scale, log_density, problem.missing)
         cache_key = program_key("svi", cfg, args)
     t0 = time.perf_counter()
 
@@ -246,14 +250,14 @@ def run_svi(
     if problem.fold:
         draws = _fold_draws(draws)
     if lp_z is not None:
-        offset = log_jacobian(problem.scale, problem.total_weight, draws[0, 0])
+        offset = log_jacobian(problem.scale, problem.jacobian_weight, draws[0, 0])
         lp = np.asarray(lp_z, np.float64) + offset
     else:
         lp = None
     _check_finite_draws(draws, lp, "SVI", "lower learning_rate or use guide='normal'")
     # ELBO in data units: the evidence changes by the data Jacobian only; AutoDelta's objective
     # is the log joint, which changes by the prior's Jacobian as well.
-    elbo_offset = log_jacobian(problem.scale, problem.total_weight, draws[0, 0] if guide == "delta" else None)
+    elbo_offset = log_jacobian(problem.scale, problem.jacobian_weight, draws[0, 0] if guide == "delta" else None)
     t_post = time.perf_counter() - t0
     info = {
         "compile_seconds": t_compile,

@@ -74,6 +74,7 @@ from jax import random
 from numpyro.distributions import constraints
 
 from bayesgmm.core.density import mixture_log_likelihood
+from bayesgmm.core.missing import masked_log_likelihood
 from bayesgmm.core.params import GMMParams, check_covariance_type
 from bayesgmm.core.prior import LOG_NORMAL_SIGMA, ResolvedPrior, covariance_floor_log_density
 
@@ -150,6 +151,7 @@ def gmm_model(
     *,
     n_features: int | None = None,
     n_samples: int | None = None,
+    missing: bool = False,
 ):
     """NumPyro model of a Bayesian Gaussian mixture with the assignments marginalised.
 
@@ -173,6 +175,11 @@ def gmm_model(
         D, required when ``x`` is None (otherwise taken from ``x``).
     n_samples : int, optional
         With ``x=None``: draw a site ``x`` of shape (n_samples, D) from the mixture.
+    missing : bool, default=False
+        NaN in ``x`` marks a missing cell: each row's likelihood is the marginal density of its
+        observed cells (:func:`bayesgmm.core.missing.masked_log_likelihood`, missing at random).
+        Static: ``False`` keeps the complete-data likelihood (with its closed-form gradient) and
+        its compiled program unchanged.
 
     Returns
     -------
@@ -254,7 +261,10 @@ def gmm_model(
         w = None if sample_weight is None else jnp.asarray(sample_weight, dtype)
         with numpyro.plate("obs", n, subsample_size=subsample_size, dim=-1):
             xs = numpyro.subsample(x, event_dim=1)
-            ll = mixture_log_likelihood(params, xs)  # closed-form gradient (one E-step pass)
+            if missing:  # NaN cells marginalised out (autodiff gradient)
+                ll = masked_log_likelihood(params, xs)
+            else:
+                ll = mixture_log_likelihood(params, xs)  # closed-form gradient (one E-step pass)
             if w is not None:
                 ws = numpyro.subsample(w, event_dim=0)
                 ll = jnp.where(ws != 0, ws * ll, 0.0)

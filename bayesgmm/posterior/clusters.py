@@ -33,11 +33,9 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import logsumexp
 
-from ..core.density import weighted_log_prob
+from ._compute import _resp_kernel
 
 __all__ = [
     "AssignmentProbabilities",
@@ -59,13 +57,6 @@ _QUANTILE_BUDGET = 1 << 23
 
 
 # -- per-draw responsibilities, in blocks ----------------------------------------------------------
-@jax.jit
-def _resp_kernel(draws, x):
-    """(B, R, K) responsibilities ``p(z = k | x_r, theta_b)``."""
-    lp = jax.vmap(weighted_log_prob, (0, None))(draws, x)
-    return jnp.exp(lp - logsumexp(lp, axis=-1, keepdims=True))
-
-
 def _iter_responsibilities(post, X, draws=None):
     """Yield ``(s0, s1, r)`` with ``r`` of shape (s1 - s0, N, K) float64, over blocks of draws.
 
@@ -78,7 +69,8 @@ def _iter_responsibilities(post, X, draws=None):
     for s0, s1, _, _, block in ev._draw_blocks():
         r = np.empty((s1 - s0, ev.n_rows, k))
         for r0, r1, xr in ev._row_blocks():
-            r[:, r0:r1] = np.asarray(_resp_kernel(block, xr), np.float64)[: s1 - s0, : r1 - r0]
+            rb = _resp_kernel(block, xr, missing=ev.missing)  # NaN cells: observed cells' densities
+            r[:, r0:r1] = np.asarray(rb, np.float64)[: s1 - s0, : r1 - r0]
         yield s0, s1, r
 
 

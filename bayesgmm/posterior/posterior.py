@@ -22,12 +22,12 @@ from sklearn.utils.validation import check_random_state
 
 from .. import _arviz, anomaly
 from .. import io as _io
-from .._validation import check_sample_weight
+from .._validation import check_finite, check_sample_weight, seed_from
 from ..core.params import GMMParams, check_covariance_type
-from ..core.units import log_jacobian, standardisation
+from ..core.units import has_missing, log_jacobian, row_log_jacobians, standardisation
 from ..infer.state import SamplerResult
 from . import clusters
-from ._compute import DrawEvaluator, flatten_draws
+from ._compute import DrawEvaluator, evenly_spaced, flatten_draws
 from .relabel import RELABEL_METHODS, relabel as _relabel
 
 __all__ = ["Posterior", "PosteriorWarning"]
@@ -57,6 +57,8 @@ class Posterior:
         ``num_warmup``, ``num_samples``, ``num_chains``.
     x : array-like of shape (n_samples, n_features)
         The data the posterior was conditioned on (a DataFrame's columns become feature names).
+        NaN marks a missing cell (``missing="marginalize"``): every density and assignment of
+        such a row is that of its observed cells, and :meth:`impute` draws the missing ones.
     pivot : GMMParams
         Reference labelling without batch axes, normally the MAP estimate (data units).
     sample_weight : array-like of shape (n_samples,), optional
@@ -318,15 +320,16 @@ class Posterior:
         """``log p(x_n | theta_{c,s})``, ndarray of shape (chain, draw, n_samples).
 
         Of the data the posterior was conditioned on (cached), or of the points ``X``
-        (array-like of shape (n_samples, n_features)) when given.
+        (array-like of shape (n_samples, n_features)) when given. A row with missing (NaN) cells
+        gets the log density of its observed cells (what LOO and WAIC then use).
         """
         if X is not None:
             X = self._check_X(X)
-            ll = self._evaluator(self.draws, X).pointwise_log_likelihood() + log_jacobian(self._scale)
+            ll = self._evaluator(self.draws, X).pointwise_log_likelihood() + self._log_jacobian(X)
             return ll.reshape(self.num_chains, self.num_samples, -1)
         if getattr(self, "_pointwise", None) is None:
             ev = self._evaluator(self.draws, self.x)
-            ll = ev.pointwise_log_likelihood() + log_jacobian(self._scale)
+            ll = ev.pointwise_log_likelihood() + self._log_jacobian(self.x)
             self._pointwise = ll.reshape(self.num_chains, self.num_samples, -1)
         return self._pointwise
 
@@ -391,6 +394,8 @@ class Posterior:
         return DrawEvaluator(flat.to_numpy().standardise(self._shift, self._scale), (X - self._shift) / self._scale)
 
     def _check_X(self, X):
+        """``X`` as a float64 (n, D) array; NaN marks a missing cell (infinite values and rows
+        with every cell missing are refused)."""
         X = np.asarray(X, np.float64)
         if X.ndim == 1:
             raise ValueError(
@@ -400,8 +405,13 @@ class Posterior:
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"X must have shape (n_samples, {self.n_features}), got {X.shape}.")
         if not np.all(np.isfinite(X)):
-            raise ValueError("X contains NaN or infinite values; drop or impute those rows first.")
+            check_finite(X, "X", allow_nan=True)
         return X
+
+    def _log_jacobian(self, X):
+        """``log p_x - log p_z`` of each row of ``X`` (a float for complete rows; per row, over the
+        observed cells, when ``X`` has missing cells)."""
+        return row_log_jacobians(X, self._scale) if has_missing(X) else log_jacobian(self._scale)
 
     def predict_proba(self, X) -> np.ndarray:
         """Posterior-mean responsibilities ``mean_s p(z_n = k | x_n, theta_s)`` (relabelled draws).
@@ -409,6 +419,8 @@ class Posterior:
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            NaN marks a missing cell: a row is assigned by its observed cells (their marginal
+            densities), as in every method of the posterior that takes ``X``.
 
         Returns
         -------
@@ -427,6 +439,8 @@ class Posterior:
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            NaN marks a missing cell: the row's density is that of its observed cells (the
+            missing ones integrated out).
 
         Returns
         -------
@@ -434,7 +448,7 @@ class Posterior:
         """
         X = self._check_X(X)
         lse = self._evaluator(self.draws, X).logsumexp_log_likelihood()
-        return lse - np.log(self.n_draws) + log_jacobian(self._scale)
+        return lse - np.log(self.n_draws) + self._log_jacobian(X)
 
     def score(self, X) -> float:
         """Mean posterior predictive log density of ``X``."""
@@ -477,6 +491,121 @@ class Posterior:
         else:
             noise = p.scales[s, y][:, None] * eps
         return mean + noise, y.astype(np.int64)
+
+    # -- missing values ------------------------------------------------------------------------------
+    def _imputation_draws(self, X, n_draws, random_state) -> np.ndarray:
+        """``(n_draws, n, D)`` draws of the missing cells of the rows ``X`` (data units), one per
+        posterior draw picked by :func:`evenly_spaced`; observed cells are ``X``'s own."""
+        picks = evenly_spaced(self.n_draws, n_draws)
+        chosen = flatten_draws(self.draws, 2).to_numpy()[picks]
+        ev = DrawEvaluator(chosen.standardise(self._shift, self._scale), (X - self._shift) / self._scale)
+        out = ev.impute(seed_from(random_state)) * self._scale + self._shift
+        obs = ~np.isnan(X)
+        out[:, obs] = X[obs]  # exactly the observed values (no round trip through the device)
+        return out
+
+    def impute(self, X=None, n_draws: int = 100, *, random_state=None) -> np.ndarray:
+        """Multiple imputation: completed data sets drawn from the posterior predictive of the
+        missing (NaN) cells.
+
+        For each of ``n_draws`` posterior draws ``theta_s`` (spread evenly over the chains and
+        their draws), every row's missing cells are drawn from ``p(x_m | x_o, theta_s)``: a
+        component from the responsibilities given the observed cells, then the component's
+        conditional Gaussian (:func:`bayesgmm.core.missing.impute_draw`). Across the completed
+        data sets the missing cells vary with both the parameters' uncertainty and the
+        conditional spread -- what Rubin's rules for multiple imputation need. Observed cells
+        are returned unchanged. :meth:`impute_summary` summarises the draws per missing cell;
+        :meth:`bayesgmm.GaussianMixture.impute` gives point imputations (conditional means at
+        the MAP).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), optional
+            Rows with NaN marking missing cells; default: the data the posterior was conditioned
+            on. Rows without a missing cell are copied.
+        n_draws : int, default=100
+            Completed data sets; posterior draws are reused (with new noise) when ``n_draws``
+            exceeds their number.
+        random_state : int, RandomState or None
+            Seed of the draws (the same seed gives the same data sets).
+
+        Returns
+        -------
+        ndarray of shape (n_draws, n_samples, n_features), float64, without NaN
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from bayesgmm import GaussianMixture
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.multivariate_normal([0, 0], [[1, 0.9], [0.9, 1]], 200)
+        >>> X[:20, 1] = np.nan
+        >>> gm = GaussianMixture(1, missing="marginalize", random_state=0).fit(X)
+        >>> post = gm.fit_posterior(X, method="vi", num_steps=200, num_samples=100)
+        >>> sets = post.impute(n_draws=5, random_state=0)
+        >>> sets.shape, bool(np.isnan(sets).any()), bool(np.all(sets[:, 20:] == X[20:]))
+        ((5, 200, 2), False, True)
+        """
+        n_draws = _check_n_draws(n_draws)
+        X = self.x if X is None else self._check_X(X)
+        out = np.broadcast_to(X, (n_draws,) + X.shape).copy()
+        rows = np.flatnonzero(np.isnan(X).any(axis=1))
+        if rows.size:
+            out[:, rows] = self._imputation_draws(X[rows], n_draws, random_state)
+        return out
+
+    def impute_summary(self, X=None, *, interval=(0.05, 0.95), n_draws: int = 1000, random_state=None):
+        """Per missing (NaN) cell: the posterior predictive mean, sd and an equal-tailed interval.
+
+        Summaries of the draws of :meth:`impute` (the same draws for the same ``n_draws`` and
+        ``random_state``), over the cells of ``X`` that are NaN.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), optional
+            Default: the data the posterior was conditioned on.
+        interval : (float, float), default=(0.05, 0.95)
+            Lower and upper quantile of the interval (the default: the central 90%).
+        n_draws : int, default=1000
+            Imputation draws the summaries are computed from.
+        random_state : int, RandomState or None
+
+        Returns
+        -------
+        pandas.DataFrame (or dict of ndarray without pandas)
+            One row per missing cell, in row-major order: ``row`` and ``column`` (indices into
+            ``X``), ``feature`` (the feature's name, or its index as a string), ``mean``, ``sd``,
+            ``lower`` and ``upper``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from bayesgmm import GaussianMixture
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.multivariate_normal([0, 0], [[1, 0.9], [0.9, 1]], 200)
+        >>> X[:20, 1] = np.nan
+        >>> gm = GaussianMixture(1, missing="marginalize", random_state=0).fit(X)
+        >>> post = gm.fit_posterior(X, method="vi", num_steps=200, num_samples=100)
+        >>> table = post.impute_summary(random_state=0)
+        >>> len(table["row"]), list(table)
+        (20, ['row', 'column', 'feature', 'mean', 'sd', 'lower', 'upper'])
+        """
+        lo, hi = clusters._check_interval(interval)
+        n_draws = _check_n_draws(n_draws)
+        X = self.x if X is None else self._check_X(X)
+        rows = np.flatnonzero(np.isnan(X).any(axis=1))
+        r, c = np.nonzero(np.isnan(X[rows]))
+        cells = np.zeros((n_draws, 0))
+        if rows.size:
+            cells = self._imputation_draws(X[rows], n_draws, random_state)[:, r, c]  # (S, n_cells)
+        q = np.quantile(cells, [lo, hi], axis=0) if cells.size else np.zeros((2, 0))
+        names = self.feature_names or [str(j) for j in range(self.n_features)]
+        return _table({
+            "row": rows[r].astype(np.int64), "column": c.astype(np.int64),
+            "feature": np.asarray([names[j] for j in c], dtype=object),
+            "mean": cells.mean(axis=0), "sd": cells.std(axis=0, ddof=1) if cells.shape[0] > 1 else np.zeros(c.size),
+            "lower": q[0], "upper": q[1],
+        })
 
     # -- label-free cluster summaries (logic in bayesgmm.posterior.clusters) ------------------------
     def assignment_probabilities(self, X=None, *, interval=(0.05, 0.95)):
@@ -664,6 +793,21 @@ class Posterior:
         if self.method == "nuts":
             parts.append(f"divergences={d['n_divergent']}")
         return "Posterior(" + ", ".join(parts) + ")"
+
+
+def _check_n_draws(n) -> int:
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n_draws must be a positive integer, got {n!r}.")
+    return int(n)
+
+
+def _table(columns: dict):
+    """A pandas DataFrame when pandas is importable, else the dict of arrays."""
+    try:
+        import pandas as pd
+    except ImportError:  # pandas is optional (a test extra)
+        return columns
+    return pd.DataFrame(columns)
 
 
 def _nan_to(v, fill):

@@ -361,6 +361,31 @@ def _selection_tables(sel):
                  f"Every grid point (lower is better; * = chosen by {sel.criterion.upper()}).")
 
 
+#: Missing cells shown in the report's table (all of them are in imputed.csv).
+MAX_IMPUTED_ROWS = 30
+
+
+def _imputation_section(imp: dict) -> Section:
+    post = "posterior_mean" in imp
+    header = ["row", "feature", "MAP"] + (["posterior mean", "5%", "95%"] if post else [])
+    rows = []
+    for i in range(min(MAX_IMPUTED_ROWS, len(imp["row"]))):
+        row = [str(int(imp["row"][i])), str(imp["feature"][i]), _num(imp["map"][i])]
+        if post:
+            row += [_num(imp[f"posterior_{k}"][i]) for k in ("mean", "lower", "upper")]
+        rows.append(row)
+    more = (f" The first {MAX_IMPUTED_ROWS} of {len(imp['row'])} are shown; all are in imputed.csv."
+            if len(imp["row"]) > MAX_IMPUTED_ROWS else " All are also in imputed.csv.")
+    text = ("Each missing cell was integrated out of the likelihood (missing at random). MAP: its conditional "
+            "expectation given the row's observed cells under the MAP (GaussianMixture.impute)."
+            + (f" Posterior: the mean and central 90% interval of its posterior predictive distribution "
+               f"({imp['source']}; Posterior.impute_summary), which carries the parameters' uncertainty and the "
+               "cell's spread given the observed cells." if post else " Fit a posterior (--method nuts or vi) "
+               "for intervals.") + more)
+    return Section("Missing cells", paragraphs=[text],
+                   tables=[Table(header, rows, "Imputations of the missing cells (row: 0-based data row).")])
+
+
 def build_report(result, figures: list, files: Sequence[str], *, selection_text: str = "",
                  uncertainty_text: str = "") -> ReportContent:
     """The :class:`ReportContent` of a ``bayesgmm fit`` run (tables and the given figures).
@@ -405,6 +430,10 @@ def build_report(result, figures: list, files: Sequence[str], *, selection_text:
               + (f" (chosen by {result.selection.criterion.upper()} over K = {_range_text(result.selection)})"
                  if result.selection is not None else ""))
     dropped = f"; {data.n_dropped} row(s) with missing values dropped" if data.n_dropped else ""
+    if data.n_missing:
+        rows_missing = int(np.isnan(data.X).any(axis=1).sum())
+        dropped += (f"; {data.n_missing} missing cell(s) ({data.n_missing / data.X.size:.1%}) in {rows_missing} "
+                    "row(s), marginalised out of the likelihood (missing at random)")
     sections = [Section(
         "Data and model",
         paragraphs=[
@@ -458,6 +487,8 @@ def build_report(result, figures: list, files: Sequence[str], *, selection_text:
             paragraphs=[t.strip() for t in text],
             figures=take("uncertainty"),
         ))
+    if getattr(result, "imputation", None) is not None:
+        sections.append(_imputation_section(result.imputation))
     rest = [f for f in figures if f.name not in used]
     if rest:
         sections.append(Section("More figures", figures=rest))

@@ -1,5 +1,6 @@
 """The ``bayesgmm`` command line, run in-process through ``main(argv)``."""
 
+import csv
 import contextlib
 import io
 import pathlib
@@ -483,3 +484,41 @@ def test_covariance_auto_chooses_the_covariance_type(diag3_csv):
     header = next(line for line in stdout.splitlines() if line.split()[:1] == ["K"] and "spherical" in line)
     assert header.split() == ["K", "full", "tied", "diag", "spherical"]
     assert "chosen: K = 3, diag" in stdout
+
+
+def test_missing_marginalize_keeps_the_cells_and_reports_their_imputation(tmp_path, faithful_run):
+    """Faithful with cells removed: --missing marginalize fits every row, marks the cells in the
+    summary, report and imputed.csv (MAP and posterior intervals), refuses a row with no value and
+    --dropna beside it; the imputation of a removed waiting time follows the eruption it belongs to."""
+    X, _ = load_faithful()
+    rows = X.tolist()
+    gone = {10: 1, 11: 1, 100: 0, 200: 1}  # row -> removed column
+    lines = ["eruptions,waiting"] + [
+        ",".join("NA" if gone.get(i) == j else repr(v) for j, v in enumerate(r)) for i, r in enumerate(rows)
+    ]
+    path = tmp_path / "faithful_holes.csv"
+    path.write_text("\n".join(lines) + "\n")
+    out_dir = tmp_path / "report"
+    status, out, err = run(["fit", str(path), "--missing", "marginalize", "--method", "vi", "--vi-steps", "300",
+                            "--samples", "100", "--chains", "2", "--out", str(out_dir)])
+    assert status == 0, err
+    assert "N = 272 samples" in out and "4 missing cell(s) (0.7%) in 4 row(s), marginalised" in out
+    assert "missing cells: 4, imputed (posterior: vi)" in out
+    with open(out_dir / "imputed.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [(int(t["row"]), t["feature"]) for t in table] == [(10, "waiting"), (11, "waiting"), (100, "eruptions"),
+                                                               (200, "waiting")]
+    for t in table:
+        i, j = int(t["row"]), {"eruptions": 0, "waiting": 1}[t["feature"]]
+        lo, mid, hi = float(t["posterior_lower"]), float(t["posterior_mean"]), float(t["posterior_upper"])
+        assert lo < mid < hi and lo < float(t["map"]) < hi
+        # the two eruption types wait about 55 and 80 minutes: the imputation follows the eruption
+        if j == 1:
+            assert (float(t["map"]) > 70) == (rows[i][0] > 3.0)
+    assert "Missing cells" in (out_dir / "report.html").read_text()
+
+    status, _, err = run(["fit", str(path), "--missing", "marginalize", "--dropna", *MAP_ONLY])
+    assert status == 2 and "exclude each other" in err
+    path.write_text("\n".join(lines[:5] + ["NA,NA"] + lines[5:]) + "\n")
+    status, _, err = run(["fit", str(path), "--missing", "marginalize", *MAP_ONLY])
+    assert status == 2 and "no value in the selected columns" in err

@@ -51,7 +51,8 @@ MAX_ROWS_BINDER = 2000
 
 #: Every file ``bayesgmm fit`` may write in ``--out``; only these are ever replaced or removed.
 REPORT_FILES = (
-    "report.html", "summary.csv", "selection.csv", "posterior_nuts.nc", "posterior_vi.nc", MODEL_FILE,
+    "report.html", "summary.csv", "selection.csv", "imputed.csv", "posterior_nuts.nc", "posterior_vi.nc",
+    MODEL_FILE,
 )
 
 
@@ -256,6 +257,7 @@ class RunResult:
     uncertainty: dict | None = None
     uncertainty_source: str = "MAP"
     command: str = ""
+    imputation: dict | None = None
 
     def notes(self) -> list:
         out = list(self.selection_notes) + list(self.fit.notes)
@@ -318,7 +320,24 @@ def _run(args: argparse.Namespace, data: Dataset, progress: bool) -> RunResult:
     else:
         result.uncertainty = _uncertainty_counts(gm, data.X)
         result.uncertainty_source = "MAP responsibilities"
+    if data.n_missing:
+        result.imputation = _imputation(gm, result.posteriors, data, settings.seed)
     return result
+
+
+def _imputation(gm, posteriors, data: Dataset, seed: int) -> dict:
+    """Per missing cell: its row and feature, the MAP's conditional mean (``GaussianMixture.impute``)
+    and, with a posterior, the posterior predictive mean and central 90% interval
+    (``Posterior.impute_summary``)."""
+    rows, cols = np.nonzero(np.isnan(data.X))
+    out = {"row": rows, "feature": np.asarray(data.feature_names, dtype=object)[cols],
+           "map": gm.impute(data.X)[rows, cols]}
+    if posteriors:
+        t = posteriors[0].posterior.impute_summary(data.X, interval=(0.05, 0.95), random_state=seed)
+        out["source"] = posteriors[0].name
+        for key in ("mean", "lower", "upper"):
+            out[f"posterior_{key}"] = np.asarray(t[key], np.float64)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -381,6 +400,11 @@ def write_outputs(result: RunResult, directory) -> list:
         _write_csv(directory / "summary.csv", ["parameter", "variable", "map"],
                    _map_entries_rows(gm, result.data.feature_names))
     files.append("summary.csv")
+    if result.imputation is not None:
+        imp = result.imputation
+        cols = [c for c in ("row", "feature", "map", "posterior_mean", "posterior_lower", "posterior_upper") if c in imp]
+        _write_csv(directory / "imputed.csv", cols, zip(*(imp[c] for c in cols)))
+        files.append("imputed.csv")
     if result.selection is not None:
         t = result.selection.table
         if hasattr(t, "to_csv"):

@@ -68,6 +68,7 @@ def format_map_summary(
     order = np.argsort(means[:, 0], kind="stable")
 
     dropped = f"; {data.n_dropped} row(s) with missing values dropped" if data.n_dropped else ""
+    dropped += missing_text(data)
     out = [
         f"{PROG} {__version__}: Gaussian mixture, MAP estimate by EM",
         "",
@@ -194,6 +195,36 @@ def format_diagnostics(outcomes) -> str:
     return "\n".join(out)
 
 
+def missing_text(data) -> str:
+    """``"; 12 missing cell(s) in 9 row(s), marginalised"`` (empty without missing cells)."""
+    if not data.n_missing:
+        return ""
+    rows = int(np.isnan(data.X).any(axis=1).sum())
+    share = data.n_missing / data.X.size
+    return f"; {data.n_missing} missing cell(s) ({share:.1%}) in {rows} row(s), marginalised (missing at random)"
+
+
+#: Missing cells listed in the printed summary (all of them are in imputed.csv).
+MAX_IMPUTED_LINES = 10
+
+
+def format_imputation(imp: dict) -> str:
+    """The first missing cells and their imputations: the MAP's conditional mean and, with a
+    posterior, its predictive mean and 90% interval."""
+    post = "posterior_mean" in imp
+    head = f"{'row':>6}  {'feature':<14}{'MAP':>12}" + (f"{'posterior':>12}{'90% interval':>26}" if post else "")
+    lines = [f"missing cells: {len(imp['row'])}, imputed" + (f" (posterior: {imp['source']})" if post else ""), head]
+    for i in range(min(MAX_IMPUTED_LINES, len(imp["row"]))):
+        line = f"{int(imp['row'][i]):>6}  {str(imp['feature'][i]):<14}{_num(imp['map'][i]):>12}"
+        if post:
+            interval = f"[{_num(imp['posterior_lower'][i])}, {_num(imp['posterior_upper'][i])}]"
+            line += f"{_num(imp['posterior_mean'][i]):>12}{interval:>26}"
+        lines.append(line)
+    if len(imp["row"]) > MAX_IMPUTED_LINES:
+        lines.append(f"... {len(imp['row']) - MAX_IMPUTED_LINES} more in imputed.csv")
+    return "\n".join(lines)
+
+
 def format_run(result: RunResult, files: Sequence[str] | None = None, out: str | None = None) -> str:
     """The whole text that ``bayesgmm fit`` prints."""
     parts = [format_map_summary(result.data, result.settings, result.fit, result.bic, notes=False,
@@ -206,6 +237,8 @@ def format_run(result: RunResult, files: Sequence[str] | None = None, out: str |
         parts.append(format_diagnostics(result.posteriors))
     if result.uncertainty is not None:
         parts.append(format_uncertainty(result.uncertainty_source, result.uncertainty))
+    if result.imputation is not None:
+        parts.append(format_imputation(result.imputation))
     tail = [f"note: {n}" for n in result.notes()]
     if files:
         tail.append(f"report    {os.path.join(out, 'report.html')}  (also: {', '.join(f for f in files if f != 'report.html')})")

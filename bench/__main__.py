@@ -35,6 +35,8 @@ BENCHMARKS = {
     "nuts_speed": ("NUTS: min bulk-ESS per second vs a hand-written NumPyro model and PyMC",
                    ["--quick"], []),
     "vi_speed": ("VI: MAP-EM + SVI vs scikit-learn's BayesianGaussianMixture", ["--quick"], []),
+    "em_missing": ("EM with 20% of the cells missing vs complete data; marginalising vs dropping rows "
+                   "or imputing means", ["--quick"], []),
     "memory": ("Peak memory of a large fit (goal: N=2M, D=32, K=64, float32, under 2 GB)",
                ["--n", "500000"], []),
     "vi_large": ("Minibatch VI at N=10M on a CPU", ["--quick"], []),

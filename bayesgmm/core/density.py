@@ -167,7 +167,8 @@ def mixture_log_likelihood(params: GMMParams, x):
     The gradient of ``sum_n c_n log p(x_n | theta)`` (``c`` the cotangent) is a function of the
     E-step statistics weighted by ``c`` -- ``n_k = sum c r``, ``t1_k = sum c r y``, ``t2_k = sum c r
     y y^T`` in the whitened coordinates ``y = U_k^-1 (x - mu_k)`` (``U_k`` the covariance
-    Cholesky factor) -- which one pass over the data gives (:func:`_block_stats`):
+    Cholesky factor) -- which the forward pass's whitened residuals and responsibilities give
+    in one more product over the data (:func:`_whitened_stats`):
 
     * weights: ``n_k / w_k``;  means: ``U_k^-T t1_k``;
     * full/tied factor ``U = diag(s) L``: ``G = tril(U^-T t2 - n diag(1 / U_ii))`` (tied: ``t2``
@@ -175,7 +176,7 @@ def mixture_log_likelihood(params: GMMParams, x):
     * diag: ``(t2_kd - n_k) / s_kd``;  spherical: ``(t2_k - D n_k) / s_k``.
 
     Autodiff through the triangular solves of the whitening costs several passes and a program
-    several times larger to compile; this costs one pass. The values are those of
+    several times larger to compile; this costs one product. The values are those of
     :func:`log_likelihood` exactly. Only reverse mode is defined (no ``jax.jvp``/``hessian``).
 
     Parameters
@@ -191,14 +192,24 @@ def mixture_log_likelihood(params: GMMParams, x):
 
 
 def _mixture_log_likelihood_fwd(params, x):
-    wh = _whitening(params)  # kept for the backward pass: its triangular inverse is done once
-    lp = _whiten_c(params, x, wh)[1] + _log_weights(params.weights)
-    return logsumexp(lp, axis=-1), (params, x, wh)
+    # The backward pass reuses everything the forward computed: the whitening (its triangular
+    # inverse), the whitened residuals y (n, K, D) and the responsibilities (n, K). Recomputing
+    # them there (one more whitening product, sum of squares, logsumexp and exp over the data)
+    # made the gradient cost about a third more than the value did. NUTS and VI always take the
+    # value and the gradient together, so nothing is computed twice; the price is keeping y and
+    # the responsibilities until the backward pass (the arrays the backward pass built anyway).
+    wh = _whitening(params)
+    y, logp, xc1 = _whiten_c(params, x, wh)
+    logp = logp + _log_weights(params.weights)
+    lse = logsumexp(logp, axis=-1)
+    resp = jnp.exp(logp - lse[:, None])
+    return lse, (params, wh, y, xc1, resp)
 
 
 def _mixture_log_likelihood_bwd(res, g):
-    params, x, wh = res
-    return log_likelihood_grad(params, _block_stats(params, x, g, wh=wh), wh), None
+    params, wh, y, xc1, resp = res
+    nk, t1, t2 = _whitened_stats(params, wh, y, xc1, resp * g[:, None])
+    return log_likelihood_grad(params, EStepStats(nk, t1, t2, jnp.zeros((), nk.dtype)), wh), None
 
 
 def log_likelihood_grad(params: GMMParams, stats: EStepStats, wh: _Whitening | None = None) -> GMMParams:
@@ -260,7 +271,16 @@ def _block_stats(params: GMMParams, x, w, resp=None, wh: _Whitening | None = Non
     lse = logsumexp(logp, axis=-1)
     if resp is None:
         resp = jnp.exp(logp - lse[:, None])
-    r = resp * w[:, None]
+    nk, t1, t2 = _whitened_stats(params, wh, y, xc1, resp * w[:, None])
+    # padding rows have w = 0; guard 0 * (-inf) for points no component can explain
+    loglik = jnp.sum(jnp.where(w > 0, w * lse, 0.0))
+    return EStepStats(nk, t1, t2, loglik)
+
+
+def _whitened_stats(params: GMMParams, wh: _Whitening, y, xc1, r):
+    """``(nk, t1, t2)`` of :class:`EStepStats` from the whitened residuals ``y`` (n, K, D), the
+    centred rows with a column of ones ``xc1`` (full only, else None) and the weighted
+    responsibilities ``r`` (n, K) (see :func:`_block_stats`)."""
     nk = jnp.sum(r, axis=0)
     ct = params.covariance_type
     if ct == "full":
@@ -284,9 +304,7 @@ def _block_stats(params: GMMParams, x, w, resp=None, wh: _Whitening | None = Non
         t2 = jnp.sum(yr * y, axis=0)
     elif ct == "spherical":
         t2 = jnp.sum(yr * y, axis=(0, 2))
-    # padding rows have w = 0; guard 0 * (-inf) for points no component can explain
-    loglik = jnp.sum(jnp.where(w > 0, w * lse, 0.0))
-    return EStepStats(nk, t1, t2, loglik)
+    return nk, t1, t2
 
 
 def estep_stats(params: GMMParams, xb, wb, resp_fn=None) -> EStepStats:

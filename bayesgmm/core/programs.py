@@ -63,6 +63,11 @@ CHEAP_COMPILE_WORK = 1 << 18
 _CPU_OPTIONS = {
     "cheap": {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0},
     "fast": {"xla_cpu_use_fusion_emitters": False},
+    # XLA's own kernels instead of YNNPACK fusions for the dots and reductions: in the NUTS
+    # gradient (thin (n, D + 1) @ (D + 1, K * D) products and reductions over D) the YNNPACK
+    # kernels made a leapfrog step 2-2.5x slower, at N = 1000 and at N = 100k alike
+    # (bench/RESULTS.md, "NUTS: where the time goes")
+    "nuts": {"xla_cpu_experimental_ynn_fusion_type": ""},
 }
 
 

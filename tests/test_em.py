@@ -420,7 +420,7 @@ def test_hc_labels_recover_well_separated_clusters():
     recovers them exactly."""
     from sklearn.metrics import adjusted_rand_score
 
-    from bayesgmm.core.hc import hc_labels
+    from bayesgmm.core.hc import hc_labels, hc_transform
 
     rng = np.random.default_rng(0)
     sizes = (250, 120, 60)
@@ -430,6 +430,7 @@ def test_hc_labels_recover_well_separated_clusters():
     truth = np.repeat(np.arange(3), sizes)
     z = (x - x.mean(0)) / x.std(0)
     assert adjusted_rand_score(truth, hc_labels(z, 3)) == 1.0
+    assert adjusted_rand_score(truth, hc_labels(hc_transform(z), 3)) == 1.0  # what the fits use
 
 
 @pytest.mark.filterwarnings("ignore:EM did not converge", "ignore::bayesgmm.CollapsedComponentWarning")

@@ -17,6 +17,12 @@ than features (and for ties). On one-dimensional data this is mclust's ``hcV``. 
 merge at a cost increasing with their squared distance, so the first merges are those of
 nearest neighbours, as in Ward's method (mclust's ``hcEII``); as groups grow, their shapes count.
 
+The rows are agglomerated in mclust's default coordinates (``hcUse = "SVD"``,
+:func:`hc_transform`): standardised, rotated to their principal axes and scaled by the inverse
+square roots of the singular values -- halfway between the standardised data and sphered data.
+On the data sets of ``bench/starts.py`` the EM from this start reached the best-known optimum in
+more cells than from the same criterion on the standardised data or from Ward's criterion.
+
 Cost: O(m^2) memory and about O(m^2 D^3) time for ``m`` rows. Larger data are agglomerated on a
 subsample of :data:`HC_MAX_ROWS` rows (mclust's ``subset`` option has the same default); the
 partition's Gaussians then classify the remaining rows in the first E-step of the EM.
@@ -26,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["HC_MAX_ROWS", "hc_labels", "hc_rows", "hc_start"]
+__all__ = ["HC_MAX_ROWS", "hc_labels", "hc_rows", "hc_start", "hc_transform"]
 
 #: Rows the agglomeration runs on at most (a subsample of larger data); its pair-cost matrix
 #: holds ``HC_MAX_ROWS**2`` float64 (32 MB).
@@ -39,6 +45,32 @@ def _group_cost(n, w, alpha):
     if d == 1:
         return n * np.log((w[:, 0, 0] + alpha) / n)
     return n * np.linalg.slogdet((w + alpha * np.eye(d)) / n[:, None, None])[1]
+
+
+def hc_transform(z) -> np.ndarray:
+    """mclust's ``"SVD"`` coordinates of the rows ``z`` (m, D) for the agglomeration.
+
+    The rows are centred and scaled to unit variance per feature, then ``U S V^T`` being their
+    singular value decomposition, mapped to ``z V S^{-1/2}``: principal axes, with the variance
+    along axis ``j`` proportional to ``s_j`` (sphering would make every variance equal). Axes of
+    zero singular value (constant or collinear features) are dropped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = np.random.default_rng(0).normal(size=(50, 3)) @ np.array([[2.0, 1, 0], [0, 1, 0], [0, 0, 0.5]])
+    >>> t = hc_transform(z)
+    >>> t.shape, bool(np.allclose(np.cov(t.T) - np.diag(np.diag(np.cov(t.T))), 0))
+    ((50, 3), True)
+    """
+    z = np.asarray(z, np.float64)
+    sd = z.std(axis=0)
+    c = (z - z.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    _, s, vt = np.linalg.svd(c, full_matrices=False)
+    keep = s > s.max(initial=0.0) * 1e-10
+    if not keep.any():
+        return c[:, :1]
+    return c @ vt[keep].T / np.sqrt(s[keep])
 
 
 def hc_labels(z, n_groups: int, alpha: float | None = None) -> np.ndarray:
@@ -166,7 +198,8 @@ def hc_rows(weights, max_rows: int | None = None):
 
 
 def hc_start(z, weights, n_components: int, covariance_type: str, reg):
-    """The hc start: the weights, means and covariances of the agglomeration's partition.
+    """The hc start: the weights, means and covariances of the agglomeration's partition
+    (:func:`hc_labels` of the rows in :func:`hc_transform`'s coordinates).
 
     Parameters
     ----------
@@ -189,7 +222,7 @@ def hc_start(z, weights, n_components: int, covariance_type: str, reg):
     w = np.asarray(weights, np.float64)
     m, d = z.shape
     k = int(n_components)
-    labels = hc_labels(z, min(k, m))
+    labels = hc_labels(hc_transform(z), min(k, m))
     resp = np.zeros((m, k))
     resp[np.arange(m), labels] = w
     nk = resp.sum(0)

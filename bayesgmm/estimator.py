@@ -112,11 +112,18 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     n_init : int, default=1
         Number of starts; the best objective is kept. They run in one compiled program:
         vectorised, or in turn on a CPU when the data are small or span several blocks.
-    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+    init_params : {"kmeans", "k-means++", "random", "random_from_data", "hc"}, default="kmeans"
         How starts are drawn (responsibilities from k-means, k-means++ seeds, random
         responsibilities, or random data points). The k-means and k-means++ starts alternate
         between the data's own scale (starts 0, 2, ...: scikit-learn's start) and standardised
         features (starts 1, 3, ...), so that restarts explore different partitions.
+        ``"hc"`` starts the first start from mclust's model-based hierarchical agglomeration
+        (``hc`` with the unconstrained "VVV" criterion, on the standardised features; Fraley
+        1998) -- deterministic, so ``random_state`` does not change it -- and starts 1, 2, ...
+        exactly as ``"kmeans"`` does. The agglomeration needs O(m^2) memory and runs on at most
+        2000 rows (``bayesgmm.core.hc.HC_MAX_ROWS``; larger data are subsampled and the other
+        rows join their likeliest group); it merges rows unweighted (``sample_weight`` weights
+        the subsample and the partition's parameters).
     weights_init : array-like of shape (n_components,), optional
     means_init : array-like of shape (n_components, n_features), optional
     precisions_init : array-like, optional

@@ -178,7 +178,7 @@ def test_wrong_number_of_features_at_predict(data):
     "kwargs, match",
     [
         (dict(covariance_type="banana"), r"covariance_type='banana'.*'full', 'tied', 'diag', 'spherical'"),
-        (dict(init_params="magic"), r"init_params='magic'.*'kmeans'"),
+        (dict(init_params="magic"), r"init_params='magic'.*'kmeans'.*'hc'"),
         (dict(n_components=0), r"n_components must be an integer >= 1"),
         (dict(n_components=2.5), r"n_components must be an integer"),
         (dict(tol=-1.0), r"tol must be >= 0"),

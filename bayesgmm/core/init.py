@@ -1,7 +1,10 @@
-"""Starting points for EM (pure JAX): k-means++, k-means, random responsibilities, random data points.
+"""Starting points for EM (pure JAX): k-means++, k-means, random responsibilities, random data
+points, and mclust's model-based hierarchical agglomeration (``"hc"``).
 
 Each method produces responsibilities block by block; one M-step from them (at unit covariances)
-gives the starting parameters, exactly as scikit-learn initialises from ``resp``.
+gives the starting parameters, exactly as scikit-learn initialises from ``resp``. The ``"hc"``
+partition is found on the host (:mod:`bayesgmm.core.hc`) and comes in as data: the Gaussians of
+its groups, whose posterior responsibilities give the M-step.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from .sharding import local_block_sum
 
 __all__ = ["INIT_METHODS", "kmeans_plus_plus", "kmeans", "init_params"]
 
-INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+#: The ``init_params`` methods. ``"hc"`` starts the first restart from mclust's model-based
+#: hierarchical agglomeration (the others from ``"kmeans"``, see
+#: :func:`bayesgmm.core.programs.em_start`).
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data", "hc")
 _KMEANS_MAX_ITER = 100
 
 
@@ -186,7 +192,7 @@ def _unit_params(centres, n_components, covariance_type, dtype, mask):
 
 def init_params(
     key, xb, wb, n_components: int, covariance_type: str, method: str, prior, reg_covar,
-    estep=estep_stats, block_sum=None, n_active=None, scale=None,
+    estep=estep_stats, block_sum=None, n_active=None, scale=None, partition=None,
 ):
     """Starting parameters for one EM run.
 
@@ -197,6 +203,7 @@ def init_params(
     n_components : int
     covariance_type : str
     method : one of ``INIT_METHODS``
+        ``"hc"`` needs ``partition``.
     prior : ResolvedPrior or None
     reg_covar : (D,)
     estep, block_sum : the passes over the blocks (defaults: single device; see
@@ -208,6 +215,10 @@ def init_params(
     scale : array of shape (D,), optional
         For ``"kmeans"`` and ``"k-means++"``: cluster the rows multiplied by ``scale`` (e.g. the
         data's own feature scales, when ``xb`` is standardised); default: ``xb`` as it is.
+    partition : GMMParams, optional
+        For ``"hc"``: the Gaussians of the agglomeration's groups (:func:`bayesgmm.core.hc.hc_start`,
+        padded to ``n_components``); the responsibilities are their posterior ones, so that the
+        rows the agglomeration left out (a subsample of large data) join their likeliest group.
 
     Returns
     -------
@@ -254,6 +265,12 @@ def init_params(
             rows = i * block + jnp.arange(x.shape[0])
             return ((rows[:, None] == chosen[None, :]) & mask).astype(dtype)
 
+    elif method == "hc":
+        if partition is None:
+            raise ValueError("init method 'hc' needs the partition's parameters")
+        params0 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), partition)
+        stats = estep(params0, xb, wb)
+        return m_step(params0, stats, prior, reg_covar, start=True, mask=mask)
     else:
         raise ValueError(f"unknown init method {method!r}")
     params0 = _unit_params(centres, k, covariance_type, dtype, mask)

@@ -188,7 +188,8 @@ DATA_SCALE_PARITY = 0
 
 
 def em_start(
-    key, first, xb, wb, prior, reg_covar, tol, max_iter, n_active, start: StartValues, feature_scale=None, *,
+    key, first, xb, wb, prior, reg_covar, tol, max_iter, n_active, start: StartValues, feature_scale=None,
+    partition: GMMParams | None = None, *,
     n_restarts: int, n_components: int, covariance_type: str, method: str,
     estep=estep_stats, block_sum=None, batching: str = "vmap",
 ) -> EMRun:
@@ -204,6 +205,11 @@ def em_start(
     data the two lead EM to different optima; restarts of one view alone often all reach the
     same k-means partition.
 
+    With ``method="hc"`` restart 0 starts from ``partition`` (the Gaussians of mclust's
+    model-based hierarchical agglomeration, :mod:`bayesgmm.core.hc`: deterministic, and data, not
+    structure, so that it compiles no program per data set); every other restart starts exactly as
+    restart ``r`` of ``method="kmeans"`` does, so that the restarts of ``n_init > 1`` explore.
+
     Parameters
     ----------
     key : PRNG key (uint32 key data of shape (2,))
@@ -217,6 +223,9 @@ def em_start(
     start : StartValues
     feature_scale : array of shape (D,), optional
         See above; None: every restart clusters ``xb`` as it is.
+    partition : GMMParams, optional
+        The start of restart 0 for ``method="hc"`` (standardised units, ``n_components``
+        components); required with it, ignored otherwise.
     n_restarts, n_components, covariance_type, method : static structure
     batching : {"vmap", "map"}
         How the restarts share the program: vmapped (in lock-step; it pays when the E-step has
@@ -233,18 +242,30 @@ def em_start(
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
     passes = {} if block_sum is None else {"block_sum": block_sum}
 
+    restart_method = "kmeans" if method == "hc" else method
+    if method == "hc" and partition is None:
+        raise ValueError("method='hc' needs the partition's parameters")
+
     def one(k_i):
         k, i = k_i
         scale = None
-        if feature_scale is not None and method in ("kmeans", "k-means++"):
+        if feature_scale is not None and restart_method in ("kmeans", "k-means++"):
             scale = jnp.where(i % 2 == DATA_SCALE_PARITY, jnp.asarray(feature_scale, xb.dtype), 1.0)
         # data with missing cells start from their cells at 0 (the standardised column means):
         # k-means and the first M-step see complete rows
         x_init = xb.x if isinstance(xb, MaskedBlocks) else xb
-        p = init_params(
-            k, x_init, wb, n_components, covariance_type, method, prior, reg_covar,
-            estep=estep, n_active=n_active, scale=scale, **passes,
-        )
+
+        def start_with(m):
+            return functools.partial(
+                init_params, k, x_init, wb, n_components, covariance_type, m, prior, reg_covar,
+                estep=estep, n_active=n_active, scale=scale, partition=partition if m == "hc" else None, **passes,
+            )
+
+        if method == "hc":
+            # vmapped restarts evaluate both branches; one restart, or restarts in turn, only one
+            p = jax.lax.cond(i == 0, start_with("hc"), start_with(restart_method))
+        else:
+            p = start_with(method)()
         p = p.replace(**{f: jnp.asarray(v, p.means.dtype) for f, v in start._asdict().items() if v is not None})
         return em_continue(em_init(p), xb, wb, prior, reg_covar, tol, max_iter, mask, estep)
 
@@ -345,9 +366,11 @@ def _stack(parts):
 def fit_em(
     key, xb, wb, prior, reg_covar, tol, max_iter, *, n_init: int, n_components: int, n_active: int,
     covariance_type: str, method: str, start: StartValues = StartValues(), profile: str = "fast",
-    estep=None, block_sum=None, feature_scale=None,
+    estep=None, block_sum=None, feature_scale=None, partition: GMMParams | None = None,
 ):
     """Initialise and run ``n_init`` EM restarts to convergence (host loop over the programs).
+
+    ``partition``: the start of restart 0 for ``method="hc"`` (see :func:`em_start`).
 
     The restarts run vmapped together, one after another through the one-restart program (as
     :func:`bayesgmm.core.em.restarts_one_at_a_time` decides), or -- small data, the ``"cheap"``
@@ -379,11 +402,13 @@ def fit_em(
     cont_f = functools.partial(cont, **cont_kw)
     parts = []
     feature_scale = None if feature_scale is None else np.asarray(feature_scale, dtype)
-    call_args = (key, xb, wb, prior, reg_covar, tol, start, feature_scale)
+    if partition is not None:
+        partition = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), partition)
+    call_args = (key, xb, wb, prior, reg_covar, tol, start, feature_scale, partition)
     with paused_gc(first_call("em_start", call_args, sorted(static.items()) + [("r", batches[0][1])])):
         for first, r in batches:
             run = start_prog(key, np.int32(first), xb, wb, prior, reg_covar, tol, max_iter_a, n_act, start,
-                             feature_scale, n_restarts=r, **static)
+                             feature_scale, partition, n_restarts=r, **static)
             run, histories = _finish(run, cont_f, (xb, wb, prior, reg_covar, tol, max_iter_a, n_act), int(max_iter))
             parts.append((_host(run.state.params), _info(run, histories)))
     return _stack(parts)

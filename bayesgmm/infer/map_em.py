@@ -17,6 +17,7 @@ import numpy as np
 from .._compile_cache import enable_compilation_cache
 from ..core.density import default_block_size
 from ..core.em import EMInfo
+from ..core.hc import hc_rows, hc_start
 from ..core.init import INIT_METHODS
 from ..core.layouts import standardise_covariances
 from ..core.missing import estep_stats_missing, pattern_blocks
@@ -116,7 +117,14 @@ def fit_map(
     sample_weight : array of shape (n_samples,), optional
     tol, max_iter, reg_covar : EM controls (traced: changing them does not recompile)
     n_init : int, restarts batched with vmap
-    init_params_method : {"kmeans", "k-means++", "random", "random_from_data"}
+    init_params_method : {"kmeans", "k-means++", "random", "random_from_data", "hc"}
+        How each restart starts (see :class:`bayesgmm.GaussianMixture`'s ``init_params``).
+        ``"hc"``: restart 0 starts from mclust's model-based hierarchical agglomeration (VVV
+        criterion, on the standardised data; deterministic), restarts 1, 2, ... as with
+        ``"kmeans"``. The agglomeration runs on the host in O(m^2) memory, on at most
+        ``bayesgmm.core.hc.HC_MAX_ROWS`` (2000) rows: larger data are subsampled (fixed seed,
+        proportional to ``sample_weight``) and the other rows join their likeliest group in
+        the first E-step.
     weights_init, means_init, covariances_init : optional user starts, data units,
         covariances in scikit-learn's layout for the covariance type
     block_size : rows per block of the chunked passes (default: automatic)
@@ -186,13 +194,18 @@ def fit_map(
     start = _start_values(weights_init, means_init, covariances_init, shift, scale, covariance_type,
                           n_components, k_pad, np_dtype)
 
+    partition = None
+    if init_params_method == "hc":
+        partition = _hc_partition(x64, w64, shift, scale, n_components, k_pad, covariance_type,
+                                  reg_z64 if prior is None else np.full(d, _HC_RIDGE))
+
     # restart i uses fold_in(key, i): the first start of n_init > 1 is the n_init = 1 run, so more
     # restarts can never do worse
     fit_args = (xb, wb, zprior, reg_z, tol, max_iter)
     params_all, info = fit_em(
         _key_data(rng_key), *fit_args, n_init=n_init, n_components=k_pad, n_active=n_components,
         covariance_type=covariance_type, method=init_params_method, start=start, profile=profile,
-        feature_scale=scale / scale.max(), **passes,
+        feature_scale=scale / scale.max(), partition=partition, **passes,
     )
     objs = np.asarray(info.objective, dtype=np.float64)
     finite = np.isfinite(objs) & info.finite
@@ -355,6 +368,21 @@ def _failure_message(covariance_type, ml: bool, reg_covar, n, d, k) -> str:
         f"became non-finite in every start (covariance_type={covariance_type!r}). To fix it, "
         + fixes + "." + hint
     )
+
+
+#: Ridge (standardised units) on the covariances of the hc partition's groups under a prior (where
+#: ``reg_covar`` is not used): a group of tied rows must still have a density for the E-step that
+#: starts the EM; the M-step's prior then sets its covariance.
+_HC_RIDGE = 1e-6
+
+
+def _hc_partition(x, w, shift, scale, k, k_pad, ct, reg_z) -> GMMParams:
+    """The Gaussians of the hc partition (host, standardised units, padded to ``k_pad``)."""
+    rows, row_w = hc_rows(w)
+    z = (np.asarray(x[rows], np.float64) - shift) / scale
+    z = np.where(np.isnan(z), 0.0, z)  # missing cells at the (standardised) column means, as k-means
+    weights, means, cov = hc_start(z, row_w, k, ct, reg_z)
+    return GMMParams.from_covariances(weights, means, cov, ct, xp=np).pad_components(k_pad)
 
 
 def _start_values(weights_init, means_init, covariances_init, shift, scale, ct, k, k_pad, dtype) -> StartValues:

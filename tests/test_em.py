@@ -490,3 +490,20 @@ def test_hc_start_compiles_no_program_per_data_set(ct):
     GaussianMixture(3, covariance_type=ct, init_params="hc", n_init=2, random_state=0).fit(x[::-1] * 2.0 + 1.0)
     GaussianMixture(2, covariance_type=ct, init_params="hc", n_init=2, random_state=1).fit(x)
     assert programs.TRACE_COUNTS == before
+
+
+def test_a_collapsed_best_restart_loses_to_a_sound_one():
+    """enzyme, K = 6, maximum likelihood: the hc start reaches the highest objective of four
+    restarts with a collapsed component; pruned, its re-run ends below the k-means restarts, one
+    of which (no component collapsed) is then the fit."""
+    from bayesgmm.datasets import load_enzyme
+
+    x = load_enzyme()[0]
+    kw = dict(n_components=6, prior=None, init_params_method="hc", max_iter=1000, tol=1e-6)
+    alone = fit_map(0, x, n_init=1, **kw)
+    assert len(alone.pruned) == 1  # the hc start alone: its collapsed component pruned
+    four = fit_map(0, x, n_init=4, **kw)
+    assert np.argmax(four.restart_objectives) == 0 and four.best_index != 0
+    assert len(four.collapsed) == 0 and len(four.pruned) == 0
+    assert four.objective > alone.objective + 1.0
+    np.testing.assert_allclose(four.objective, four.restart_objectives[four.best_index], rtol=1e-6)

@@ -50,7 +50,8 @@ class MAPResult:
     n_empty : int
         Components with weight exactly zero (emptied by a sparse Dirichlet prior).
     best_index : int
-        Which restart won.
+        Which restart won: the highest objective -- unless that restart collapsed and, pruned,
+        ended below another restart that did not collapse, which then wins.
     restart_objectives : ndarray of shape (n_init,)
     prior : ResolvedPrior or None
         The prior in data units.
@@ -140,7 +141,8 @@ def fit_map(
     MAPResult
         Parameters in data units as numpy float64 (the EM itself runs in ``dtype`` on
         standardised data). Components that collapsed in the best start are pruned -- weight
-        exactly 0, EM re-run with the others -- and listed in ``collapsed`` / ``pruned``.
+        exactly 0, EM re-run with the others -- and listed in ``collapsed`` / ``pruned``; if
+        another start ended higher than that re-run without collapsing, it is the result.
     """
     check_covariance_type(covariance_type)
     enable_compilation_cache()
@@ -240,6 +242,18 @@ def fit_map(
         best_z = p1[0].take_components(real).to_numpy()
         best_info = jax.tree_util.tree_map(lambda a: np.asarray(a)[0], info1)
         collapsed = find_collapsed(best_z)
+    if pruned.any():
+        # the objective of a collapsed optimum is not one the fit can keep: another restart that
+        # ended higher than the pruned re-run, with no collapsed component, is the better fit
+        for r in np.argsort(-np.where(finite, objs, -np.inf), kind="stable"):
+            if not finite[r] or objs[r] <= float(best_info.objective):
+                break
+            if r != best and not find_collapsed(params_all[r].take_components(real).to_numpy()).any():
+                best = int(r)
+                best_z = params_all[r].take_components(real).to_numpy()
+                best_info = jax.tree_util.tree_map(lambda a: np.asarray(a)[r], info)
+                collapsed, pruned = np.zeros(n_components, bool), np.zeros(n_components, bool)
+                break
     collapsed |= pruned
 
     params = best_z.unstandardise(shift, scale)  # float64 numpy, data units

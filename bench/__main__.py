@@ -1,5 +1,7 @@
 """Run every benchmark and rewrite ``bench/RESULTS.md``: ``python -m bench [--quick] [--only ...]``.
 
+``python -m bench --gpu [...]`` runs the GPU rows instead (EM, matmul and NUTS; see ``bench/gpu.py``).
+
 Each benchmark is a script in this folder that compares bayesgmm with an alternative on the same
 data in the same process and prints its own table with the ratios; this runner starts each in a
 fresh subprocess (so that one's compiled programs and memory do not affect another), records the
@@ -93,7 +95,9 @@ GPU_TABLE = """## GPU
 | (10M, 16, 16) | not measured: no device lent | | | | |
 
 Goal: within 2.5x of the matmul and at least 1.5x faster than gmmx. To measure on a GPU:
-`pip install "bayesgmm[cuda]"` and `python bench/em_speed.py --platform cuda --shapes 1000000x32x64,10000000x16x16 --dtypes float32`.
+`pip install "bayesgmm[cuda]"` and `python -m bench --gpu --out bench/RESULTS_GPU.md` (= `python bench/gpu.py`:
+these EM rows, the matmul, and the large-N NUTS rows vs the hand-written NumPyro model, in one
+command; `python -m bench --gpu --tiny --platform cpu` checks it on a CPU in a minute or two).
 """
 
 
@@ -140,7 +144,16 @@ def main(argv=None):
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per benchmark")
     ap.add_argument("--rewrite", action="store_true",
                     help="only rewrite RESULTS.md from the stored results (bench/RESULTS.json)")
-    args = ap.parse_args(argv)
+    ap.add_argument("--gpu", action="store_true",
+                    help="run the GPU rows instead (bench/gpu.py; the other options go to it, "
+                         "e.g. --gpu --tiny --platform cpu)")
+    args, rest = ap.parse_known_args(argv)
+    if args.gpu:
+        from . import gpu
+
+        return gpu.main(rest + (["--out", args.out] if "--out" in (argv or sys.argv[1:]) else []))
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     names = list(BENCHMARKS) if not args.only else [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:

@@ -193,6 +193,26 @@ def test_nuts_reproducible_and_cached():
     assert not np.array_equal(a.draws.means, c.draws.means)
 
 
+def test_nuts_programs_compile_without_ynnpack_fusions():
+    """The NUTS programs use XLA's own CPU kernels, not YNNPACK fusions, which made a leapfrog
+    step 2-2.5x slower (bench/RESULTS.md, "NUTS: where the time goes"); a jaxlib without the option
+    compiles with its defaults."""
+    import jax.numpy as jnp
+
+    from bayesgmm.core.programs import _accepted_options
+    from bayesgmm.infer.programs import nuts_compile_options
+
+    opts = nuts_compile_options()
+    if jax.default_backend() != "cpu":
+        assert opts is None
+        return
+    assert opts == _accepted_options({"xla_cpu_experimental_ynn_fusion_type": ""})
+    if opts:  # the option exists in this jaxlib: a dot and a reduction compile without YNNPACK
+        f = jax.jit(lambda a, b: jnp.sum(jnp.dot(a, b) ** 2, axis=-1))
+        args = (np.ones((256, 3), np.float32), np.ones((3, 6), np.float32))
+        assert "ynn" not in f.lower(*args).compile(compiler_options=opts).as_text()
+
+
 @pytest.mark.slow
 def test_nuts_calibration():
     """Central 90% intervals of the means cover the truth ~90% of the time over data sets drawn

@@ -66,7 +66,8 @@ _CPU_OPTIONS = {
     # XLA's own kernels instead of YNNPACK fusions for the dots and reductions: in the NUTS
     # gradient (thin (n, D + 1) @ (D + 1, K * D) products and reductions over D) the YNNPACK
     # kernels made a leapfrog step 2-2.5x slower, at N = 1000 and at N = 100k alike
-    # (bench/RESULTS.md, "NUTS: where the time goes")
+    # (measured side by side with bench/nuts_speed.py, jaxlib 0.10; jaxlib versions without the
+    # option drop it, see compiler_options)
     "nuts": {"xla_cpu_experimental_ynn_fusion_type": ""},
 }
 

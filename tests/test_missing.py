@@ -181,7 +181,9 @@ def test_integer_weights_act_as_repeated_rows_with_missing_cells(x64):
     # the same start for both: the weighted fit's means as means_init
     a = fit_map(0, xm, sample_weight=reps.astype(float), **kw)
     b = fit_map(0, np.repeat(xm, reps, axis=0), means_init=a.params.means, **kw)
-    np.testing.assert_allclose(b.params.means, a.params.means, atol=1e-4)  # both converged (tol 1e-10)
+    # both converged at tol 1e-10 (measured difference 3.7e-7); a weight handled as anything but a
+    # repeat count moves the means by orders of magnitude more
+    np.testing.assert_allclose(b.params.means, a.params.means, atol=5e-6)
     np.testing.assert_allclose(b.objective, a.objective, rtol=1e-9)
 
 
@@ -221,7 +223,9 @@ def test_recovery_with_missing_cells_errors_shrink_with_n(ct):
         errors.append((np.abs(gm.means_[perm] - m).max(), np.abs(cov_est - cf).max(), np.abs(gm.weights_[perm] - w).max()))
     small, large = np.asarray(errors)
     assert np.all(large < small), errors
-    assert large[0] < 0.15 and large[1] < 0.25 and large[2] < 0.03, errors
+    # measured at N = 4000: means 0.078 / 0.075, covariances 0.135 / 0.169, weights 0.006 / 0.007
+    # (full / diag); a mean's standard error there is about 0.05, a weight's 0.0075
+    assert large[0] < 0.12 and large[1] < 0.22 and large[2] < 0.02, errors
 
 
 @pytest.mark.parametrize("frac", [0.1, 0.4])

@@ -68,10 +68,17 @@ def nuts_kernel(model, *, num_warmup, dense_mass, target_accept, max_tree_depth)
 
     ``num_warmup`` transitions adapt the step size (towards the acceptance statistic
     ``target_accept``) and the (dense or diagonal) inverse mass matrix.
+
+    ``data`` may hold ``position_scale``, a positive scalar ``c`` that is not passed to the model:
+    the chain's position is then ``z = c * u`` for the model's unconstrained point ``u`` (the
+    potential energy is ``U(z / c)``, the same values).
     """
 
-    def pe_gen(**data):
-        return partial(potential_energy, model, (), data)
+    def pe_gen(position_scale=None, **data):
+        pe = partial(potential_energy, model, (), data)
+        if position_scale is None:
+            return pe
+        return lambda z: pe(jax.tree_util.tree_map(lambda a: a / position_scale, z))
 
     init_kernel, sample_kernel = hmc(potential_fn_gen=pe_gen, algo="NUTS")
 

@@ -49,8 +49,10 @@ class SamplerResult:
         sampling in one program: its run time is split between them by their leapfrog steps.
         NUTS: ``n_divergent``, ``chain_method``, ``dense_mass``, ``target_accept``,
         ``max_tree_depth``, ``init_jitter``, ``cache_hit``
-        (the programs were already compiled), ``inverse_mass_matrix`` (standardised
-        unconstrained space, per chain). VI: ``elbo`` (ndarray (num_steps,), data units;
+        (the programs were already compiled), ``position_scale`` (the chains move in
+        ``z = position_scale * u``, ``u`` the standardised unconstrained space;
+        ``sqrt(total sample weight)``, so that NUTS adapts to a posterior of spread ~1 at any
+        N), ``inverse_mass_matrix`` (of ``z``, per chain). VI: ``elbo`` (ndarray (num_steps,), data units;
         minibatch estimates when ``batch_size`` is set), ``guide``, ``guide_params`` (final
         guide parameters, standardised units, numpy), ``num_steps``, ``batch_size``,
         ``learning_rate``.

@@ -115,8 +115,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     init_params : {"kmeans", "k-means++", "random", "random_from_data", "hc"}, default="kmeans"
         How starts are drawn (responsibilities from k-means, k-means++ seeds, random
         responsibilities, or random data points). The k-means and k-means++ starts alternate
-        between the data's own scale (starts 0, 2, ...: scikit-learn's start) and standardised
-        features (starts 1, 3, ...), so that restarts explore different partitions.
+        between standardised features (starts 0, 2, ...), where every feature counts alike, and
+        the data's own scale (starts 1, 3, ...: scikit-learn's start), so that restarts explore
+        different partitions.
         ``"hc"`` starts the first start from mclust's model-based hierarchical agglomeration
         (``hc`` with the unconstrained "VVV" criterion, on the standardised features; Fraley
         1998) -- deterministic, so ``random_state`` does not change it -- and starts 1, 2, ...

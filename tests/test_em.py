@@ -334,8 +334,8 @@ def test_greedy_kmeans_plus_plus_lowers_the_seeding_potential():
 
 @pytest.mark.filterwarnings("ignore:EM did not converge")
 def test_kmeans_starts_alternate_between_the_data_scale_and_standardised_features():
-    """Restarts 0, 2, ... cluster the data on their own scale (scikit-learn's start), restarts 1,
-    3, ... the standardised features.
+    """Restarts 0, 2, ... cluster the standardised features, restarts 1, 3, ... the data on their
+    own scale (scikit-learn's start).
 
     The data: feature 0 has a large raw spread and no clusters, feature 1 a small spread and two
     clear clusters. On the raw scale k-means splits feature 0 (scikit-learn's KMeans agrees); after
@@ -366,10 +366,15 @@ def test_kmeans_starts_alternate_between_the_data_scale_and_standardised_feature
     sk = KMeans(2, n_init=1, random_state=0).fit(x).labels_
     assert agree(raw, sk) > 0.97  # the data-scale view is scikit-learn's
     assert agree(std, truth) == 1.0 and agree(raw, truth) < 0.7
-    # through the estimator: restart 0 is the data-scale start, restart 1 the standardised one
+    # through the estimator: restart 0 is the standardised start, restart 1 the data-scale one
+    # (max_iter=2: EM has barely moved from the start's partition)
     one = GaussianMixture(2, prior=None, n_init=1, random_state=0, max_iter=2).fit(x)
+    second = GaussianMixture(2, prior=None, n_init=2, random_state=0, max_iter=2).fit(x)
     two = GaussianMixture(2, prior=None, n_init=2, random_state=0, max_iter=500).fit(x)
-    assert agree(one.predict(x), truth) < 0.7
+    assert agree(one.predict(x), truth) == 1.0
+    objectives = second.map_result_.restart_objectives
+    assert objectives[0] == pytest.approx(one.map_result_.restart_objectives[0], rel=1e-6)
+    assert objectives[1] < objectives[0] - 100  # restart 1 split the unclustered feature
     assert agree(two.predict(x), truth) == 1.0
 
 

@@ -36,6 +36,8 @@ BENCHMARKS = {
                    ["--quick"], []),
     "nuts_speed": ("NUTS: min bulk-ESS per second vs a hand-written NumPyro model and PyMC",
                    ["--quick"], []),
+    "nuts_mass": ("NUTS: diagonal vs dense mass matrix, chains from the MAP vs a broad start",
+                  ["--quick", "--mass-repeats", "2"], []),
     "vi_speed": ("VI: MAP-EM + SVI vs scikit-learn's BayesianGaussianMixture", ["--quick"], []),
     "em_missing": ("EM with 20% of the cells missing vs complete data; marginalising vs dropping rows "
                    "or imputing means", ["--quick"], []),

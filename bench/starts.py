@@ -160,11 +160,12 @@ def main(argv=None):
             if x.shape[0] < 10 * k:
                 continue
             results = {(lib, n): runs(lib, x, k, n, seeds) for n in (1, 4) for lib in LIBS}
-            if args.keep_degenerate:
-                results = {key: (ll, np.zeros_like(dg)) for key, (ll, dg) in results.items()}
-            best = max(ll[~dg].max(initial=-np.inf) for ll, dg in results.values())
+            # the runs that count: all of them with --keep-degenerate, else the non-degenerate
+            valid = {key: np.ones_like(dg) if args.keep_degenerate else ~dg
+                     for key, (_, dg) in results.items()}
+            best = max(ll[valid[key]].max(initial=-np.inf) for key, (ll, _) in results.items())
             for n in (1, 4):
-                row = {lib: float(np.mean((results[lib, n][0] > best - 0.5) & ~results[lib, n][1]))
+                row = {lib: float(np.mean((results[lib, n][0] > best - 0.5) & valid[lib, n]))
                        for lib in LIBS}
                 spikes = "/".join(str(int(results[lib, n][1].sum())) for lib in LIBS)
                 for lib in LIBS:

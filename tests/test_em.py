@@ -440,9 +440,10 @@ def test_hc_labels_recover_well_separated_clusters():
 
 @pytest.mark.filterwarnings("ignore:EM did not converge", "ignore::bayesgmm.CollapsedComponentWarning")
 def test_hc_start_escapes_the_kmeans_optimum_on_acidity():
-    """acidity, K = 6, maximum likelihood: every single k-means start of bench/starts.py's 20
-    seeds ends below the best-known optimum (RESULTS.md, "EM starts"); the hc start reaches a
-    higher log-likelihood than each of the first three seeds' k-means starts."""
+    """acidity, K = 6, maximum likelihood: the hc start reaches a higher log-likelihood than each
+    of the first three seeds' single k-means starts. (Most of these optima have a near-singular
+    component -- the data have ties -- so bench/starts.py, which leaves such runs out, counts
+    neither as a hit; this checks only that the hc start climbs higher.)"""
     from bayesgmm.datasets import load_acidity
 
     x = load_acidity()[0]

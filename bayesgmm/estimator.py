@@ -114,10 +114,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         vectorised, or in turn on a CPU when the data are small or span several blocks.
     init_params : {"kmeans", "k-means++", "random", "random_from_data", "hc"}, default="kmeans"
         How starts are drawn (responsibilities from k-means, k-means++ seeds, random
-        responsibilities, or random data points). The k-means and k-means++ starts alternate
-        between standardised features (starts 0, 2, ...), where every feature counts alike, and
-        the data's own scale (starts 1, 3, ...: scikit-learn's start), so that restarts explore
-        different partitions.
+        responsibilities, or random data points). Each k-means and k-means++ start clusters
+        two views of the data -- the standardised features, where every feature counts alike,
+        and the data's own scale (scikit-learn's start) -- runs 20 EM iterations from each and
+        continues the better (the "emEM" strategy of Biernacki, Celeux & Govaert 2003): the two
+        views often lead EM to different optima. ``n_iter_`` counts the continued run's
+        iterations.
         ``"hc"`` starts the first start from mclust's model-based hierarchical agglomeration
         (``hc`` with the unconstrained "VVV" criterion, on the standardised features; Fraley
         1998) -- deterministic, so ``random_state`` does not change it -- and starts 1, 2, ...

@@ -33,6 +33,7 @@ __all__ = [
     "EMRun",
     "em_continue",
     "em_init",
+    "em_report",
     "em_segment",
     "em_step",
     "m_step",
@@ -415,15 +416,23 @@ def em_step(state: EMState, xb, wb, prior, reg_covar, tol, total_weight, estep=e
     return EMState(new_params, obj, state.n_iter + 1, converged), obj
 
 
-def em_segment(state: EMState, xb, wb, prior, reg_covar, tol, max_iter, mask=None, estep=estep_stats):
+def em_segment(state: EMState, xb, wb, prior, reg_covar, tol, max_iter, mask=None, estep=estep_stats,
+               resume=None):
     """Run up to ``SEGMENT`` iterations (stopping at convergence or ``max_iter``).
 
     Returns the state and the objective before each M-step of the segment, shape (SEGMENT,),
     NaN after the last.
+
+    ``resume``: ``(history, start)`` of a segment that stopped early (a short run,
+    :func:`bayesgmm.core.programs.em_start`): this one goes on filling that history, so that the
+    two are one segment of ``SEGMENT`` iterations from iteration ``start``.
     """
     total = jnp.sum(wb)
-    start = state.n_iter
-    hist = jnp.full((SEGMENT,), jnp.nan, state.params.means.dtype)
+    if resume is None:
+        start = state.n_iter
+        hist = jnp.full((SEGMENT,), jnp.nan, state.params.means.dtype)
+    else:
+        hist, start = resume
 
     def cond(c):
         s, _ = c
@@ -458,6 +467,12 @@ def em_continue(state: EMState, xb, wb, prior, reg_covar, tol, max_iter, mask=No
     nearly all -- is a single program call; a longer fit wastes one pass per extra segment.
     """
     state, hist = em_segment(state, xb, wb, prior, reg_covar, tol, max_iter, mask, estep)
+    return em_report(state, hist, xb, wb, prior, mask, estep)
+
+
+def em_report(state: EMState, hist, xb, wb, prior, mask=None, estep=estep_stats) -> EMRun:
+    """The :class:`EMRun` of a segment that ended at ``state`` with history ``hist``: one pass
+    scores its parameters."""
     stats = estep(state.params, xb, wb)
     obj = objective(state.params, stats, prior, mask)
     finite = jnp.isfinite(obj)

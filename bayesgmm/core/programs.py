@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .density import estep_stats
-from .em import EMInfo, EMRun, EMState, em_continue, em_init, restarts_one_at_a_time
+from .em import SEGMENT, EMInfo, EMRun, EMState, em_continue, em_init, em_report, em_segment, restarts_one_at_a_time
 from .init import init_params
 from .missing import MaskedBlocks
 from .params import GMMParams
@@ -183,11 +183,20 @@ class StartValues(NamedTuple):
     corr_chol: Any = None
 
 
-#: With a ``feature_scale``, the k-means starts of restarts whose index has this parity cluster
-#: the data on their own scale (like scikit-learn's); the others cluster the standardised data.
-#: Restart 0 is a standardised one: on the 11 data sets of ``bench/starts.py`` a single start
-#: there reached the best-known optimum more often than scikit-learn's (bench/RESULTS.md).
-DATA_SCALE_PARITY = 1
+#: Short EM runs from two views of the data (the "emEM" strategy of Biernacki, Celeux & Govaert
+#: 2003): with a ``feature_scale``, every k-means restart seeds k-means twice from its key -- on
+#: the standardised features, where every feature counts alike, and on the data's own scale,
+#: scikit-learn's start -- runs EM for this many iterations from each, and continues the better
+#: (:func:`em_start`). On some data the two views lead EM to different optima, and restarts of one
+#: view alone all reach the same one (issue 16: mclust's diabetes data, as shipped and corrected,
+#: each defeat one of the views). ``0``: no short runs; restarts 0, 2, ... start from the
+#: standardised view and 1, 3, ... from the data's scale (the default before; ``bench/starts.py``
+#: compares the two).
+#:
+#: Biernacki, C., Celeux, G. and Govaert, G. (2003). Choosing starting values for the EM algorithm
+#: for getting the highest likelihood in multivariate Gaussian mixture models. Computational
+#: Statistics & Data Analysis 41, 561-575.
+SHORT_RUN = 20
 
 
 def em_start(
@@ -202,11 +211,12 @@ def em_start(
     ``n_init`` are the same whether they run together or one at a time.
 
     The ``"kmeans"`` and ``"k-means++"`` starts explore two views of the data: with
-    ``feature_scale`` (the data's feature scales relative to the standardised ``xb``), restarts
-    0, 2, 4, ... cluster the standardised features, where every feature counts alike, and
-    restarts 1, 3, ... the data on their own scale -- the start scikit-learn's estimator uses
-    (:data:`DATA_SCALE_PARITY`). On some data the two lead EM to different optima; restarts of
-    one view alone often all reach the same k-means partition.
+    ``feature_scale`` (the data's feature scales relative to the standardised ``xb``), each
+    restart clusters the standardised features and the data on their own scale, runs
+    :data:`SHORT_RUN` EM iterations from each start and goes on from the one with the higher
+    objective; its history and ``n_iter`` are those of the run it continued. The short runs share
+    one traced EM loop with the continuation (a ``lax.scan`` over the three phases), so the
+    program is no larger than one restart's.
 
     With ``method="hc"`` restart 0 starts from ``partition`` (the Gaussians of mclust's
     model-based hierarchical agglomeration, :mod:`bayesgmm.core.hc`: deterministic, and data, not
@@ -249,30 +259,67 @@ def em_start(
     if method == "hc" and partition is None:
         raise ValueError("method='hc' needs the partition's parameters")
 
+    views = feature_scale is not None and restart_method in ("kmeans", "k-means++")
+    # data with missing cells start from their cells at 0 (the standardised column means):
+    # k-means and the first M-step see complete rows
+    x_init = xb.x if isinstance(xb, MaskedBlocks) else xb
+
     def one(k_i):
         k, i = k_i
-        scale = None
-        if feature_scale is not None and restart_method in ("kmeans", "k-means++"):
-            scale = jnp.where(i % 2 == DATA_SCALE_PARITY, jnp.asarray(feature_scale, xb.dtype), 1.0)
-        # data with missing cells start from their cells at 0 (the standardised column means):
-        # k-means and the first M-step see complete rows
-        x_init = xb.x if isinstance(xb, MaskedBlocks) else xb
 
-        def start_with(m):
+        def start_with(m, scale=None):
             return functools.partial(
                 init_params, k, x_init, wb, n_components, covariance_type, m, prior, reg_covar,
                 estep=estep, n_active=n_active, scale=scale, partition=partition if m == "hc" else None, **passes,
             )
 
-        if method == "hc":
-            # vmapped restarts evaluate both branches; one restart, or restarts in turn, only one
-            p = jax.lax.cond(i == 0, start_with("hc"), start_with(restart_method))
-        else:
-            p = start_with(method)()
-        p = p.replace(**{f: jnp.asarray(v, p.means.dtype) for f, v in start._asdict().items() if v is not None})
-        return em_continue(em_init(p), xb, wb, prior, reg_covar, tol, max_iter, mask, estep)
+        def initial(scale=None):
+            if method == "hc":
+                # vmapped restarts evaluate both branches; one restart, or restarts in turn, only one
+                p = jax.lax.cond(i == 0, start_with("hc"), start_with(restart_method, scale))
+            else:
+                p = start_with(method, scale)()
+            p = p.replace(**{f: jnp.asarray(v, p.means.dtype) for f, v in start._asdict().items() if v is not None})
+            return em_init(p)
+
+        if not views:
+            return em_continue(initial(), xb, wb, prior, reg_covar, tol, max_iter, mask, estep)
+        scale = jnp.asarray(feature_scale, xb.dtype)
+        if SHORT_RUN <= 0:
+            return em_continue(initial(jnp.where(i % 2 == 1, scale, 1.0)), xb, wb, prior, reg_covar, tol, max_iter,
+                               mask, estep)
+        # one component, or hc's restart 0, starts the same in both views
+        distinct = (n_active > 1) & ((i != 0) if method == "hc" else True)
+        return _two_view_run(initial, scale, distinct, xb, wb, prior, reg_covar, tol, max_iter, mask, estep)
 
     return _batched(one, (keys, index), batching)
+
+
+def _two_view_run(initial, scale, distinct, xb, wb, prior, reg_covar, tol, max_iter, mask, estep) -> EMRun:
+    """Phases 0 and 1: :data:`SHORT_RUN` EM iterations from ``initial(1)`` (the standardised view)
+    and ``initial(scale)`` (the data's scale); phase 2: the rest of the segment from the better
+    (the higher objective; a finite one over a non-finite one; a tie keeps the standardised view).
+    Where the views are not ``distinct`` (traced bool), phase 1 goes on with phase 0's run. One
+    ``lax.scan``, so that the EM loop is traced once."""
+    views = jnp.stack([jnp.ones_like(scale), scale])
+    shapes = jax.eval_shape(lambda: initial(views[0]))
+    blank = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+    nan_hist = jnp.full((SEGMENT,), jnp.nan, scale.dtype)
+
+    def phase(carry, v):
+        best, best_hist = carry
+        fresh = (v == 0) | ((v == 1) & distinct)
+        state = jax.lax.cond(fresh, lambda: initial(views[jnp.minimum(v, 1)]), lambda: best)
+        cap = jnp.where(v < 2, jnp.minimum(max_iter, SHORT_RUN), max_iter)
+        state, hist = em_segment(state, xb, wb, prior, reg_covar, tol, cap, mask, estep,
+                                 resume=(jnp.where(fresh, nan_hist, best_hist), 0))
+        obj = state.prev_objective
+        take = (v != 1) | ~fresh | (jnp.isfinite(obj) & ~(best.prev_objective >= obj))
+        keep = lambda new, old: jnp.where(take, new, old)  # noqa: E731
+        return (jax.tree_util.tree_map(keep, state, best), keep(hist, best_hist)), None
+
+    (state, hist), _ = jax.lax.scan(phase, (blank, nan_hist), jnp.arange(3))
+    return em_report(state, hist, xb, wb, prior, mask, estep)
 
 
 def _batched(fn, xs, batching: str):

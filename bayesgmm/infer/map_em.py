@@ -204,10 +204,15 @@ def fit_map(
     # restart i uses fold_in(key, i): the first start of n_init > 1 is the n_init = 1 run, so more
     # restarts can never do worse
     fit_args = (xb, wb, zprior, reg_z, tol, max_iter)
+    # the k-means starts try the standardised view and the data's own scale (see
+    # bayesgmm.core.programs.SHORT_RUN); one view when the two coincide (D = 1, spherical)
+    feature_scale = scale / scale.max()
+    if np.allclose(feature_scale, 1.0):
+        feature_scale = None
     params_all, info = fit_em(
         _key_data(rng_key), *fit_args, n_init=n_init, n_components=k_pad, n_active=n_components,
         covariance_type=covariance_type, method=init_params_method, start=start, profile=profile,
-        feature_scale=scale / scale.max(), partition=partition, **passes,
+        feature_scale=feature_scale, partition=partition, **passes,
     )
     objs = np.asarray(info.objective, dtype=np.float64)
     finite = np.isfinite(objs) & info.finite

@@ -259,7 +259,9 @@ def em_start(
     if method == "hc" and partition is None:
         raise ValueError("method='hc' needs the partition's parameters")
 
-    views = feature_scale is not None and restart_method in ("kmeans", "k-means++")
+    # a start the user gave whole (weights, means and covariances) leaves k-means nothing to do
+    given = start.weights is not None and start.means is not None and start.scales is not None
+    views = feature_scale is not None and restart_method in ("kmeans", "k-means++") and not given
     # data with missing cells start from their cells at 0 (the standardised column means):
     # k-means and the first M-step see complete rows
     x_init = xb.x if isinstance(xb, MaskedBlocks) else xb

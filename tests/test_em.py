@@ -376,9 +376,9 @@ def _single_view_runs(x, k, seed, max_iter=1000):
     written out with the core functions as :func:`bayesgmm.infer.map_em.fit_map` sets them up
     (padded components, blocks): ``(objective, n_iter)`` of the standardised view and of the
     data's scale."""
+    from bayesgmm._validation import seed_from
     from bayesgmm.core.density import to_blocks
     from bayesgmm.core.init import init_params
-    from bayesgmm._validation import seed_from
     from bayesgmm.core.units import standardisation
     from bayesgmm.infer.map_em import _key_data
 

@@ -17,10 +17,15 @@ The environment variable ``BAYESGMM_COMPILATION_CACHE`` moves it (a directory) o
 programs are deleted. Several processes may share the directory: JAX guards every read and write
 of a bounded cache with a file lock.
 
+bayesgmm's own programs (EM, scoring, NUTS, SVI) are kept in the same cache *whole*
+(:mod:`bayesgmm.core.executables`): a later process loads them without tracing or lowering them,
+which JAX's cache alone needs to find a program.
+
 If you configured JAX's own cache (``JAX_COMPILATION_CACHE_DIR`` / ``jax_compilation_cache_dir``,
-or ``jax_enable_compilation_cache=False``), bayesgmm leaves it exactly as you set it. Otherwise
-enabling the cache is a JAX-wide setting of the process: other JAX programs compiled after the
-first fit are cached in the same directory.
+or ``jax_enable_compilation_cache=False``), bayesgmm leaves it exactly as you set it (its whole
+programs then go to your directory, or nowhere). Otherwise enabling the cache is a JAX-wide
+setting of the process: other JAX programs compiled after the first fit are cached in the same
+directory.
 """
 
 from __future__ import annotations

@@ -424,22 +424,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 "covariances_init": self.covariances_,
             }
             n_init = 1
-        seed = seed_from(self.random_state)
-        result = fit_map(
-            seed,
-            X,
-            n_components=self.n_components,
-            covariance_type=self.covariance_type,
-            prior=prior,
-            sample_weight=w,
-            tol=self.tol,
-            max_iter=self.max_iter,
-            reg_covar=self.reg_covar,
-            n_init=n_init,
-            init_params_method=self.init_params,
-            devices=self.devices,
-            **inits,
-        )
+        result = fit_map(seed_from(self.random_state), X, sample_weight=w, **self._fit_map_options(prior, n_init, inits))
         self._store(result, n if w is None else float(w.sum()))
         self.n_steps_ = 0
         self._online = None  # a later partial_fit continues from this fit
@@ -468,6 +453,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"after {result.n_iter} iterations, objective {result.objective:.6g}"
             )
         return X
+
+    def _fit_map_options(self, prior, n_init, inits) -> dict:
+        """The options of :func:`bayesgmm.infer.map_em.fit_map` for this estimator's fit."""
+        return dict(
+            n_components=self.n_components, covariance_type=self.covariance_type, prior=prior, tol=self.tol,
+            max_iter=self.max_iter, reg_covar=self.reg_covar, n_init=n_init, init_params_method=self.init_params,
+            devices=self.devices, **inits,
+        )
 
     def _warn_collapsed(self, result, ml: bool):
         collapsed = [int(i) for i in result.collapsed]

@@ -28,16 +28,23 @@ The formulas of BIC, AIC and ICL are in :mod:`bayesgmm.criteria`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from . import criteria
-from ._validation import check_data, check_scales
+from ._compile_cache import enable_compilation_cache
+from ._validation import check_data, check_params, check_scales, resolve_prior_arg
+from .core import executables
+from .core.init import INIT_METHODS
+from .core.programs import CompiledAhead, compiling_ahead
 from .core.params import COVARIANCE_TYPES, check_covariance_type
 from .estimator import GaussianMixture
+from .infer.map_em import fit_map
 from .plotting import plot_criteria
 
 __all__ = ["CRITERIA", "Selection", "icl", "select"]
@@ -191,6 +198,58 @@ def _check_grid(n_components, covariance_types):
     return sorted(set(ks)), list(dict.fromkeys(cts))
 
 
+class _CompileAhead:
+    """A thread that builds the EM programs of the grid's later fits while the grid runs its first.
+
+    A fresh process spends most of a small grid compiling one program per covariance type (and per
+    ``n_components`` on larger data). XLA compiles without holding Python's lock, so on a machine
+    with two or more cores the next fits' programs are built while the current fit traces or
+    runs. The thread stops at each fit's first program (:func:`bayesgmm.core.programs.compiling_ahead`)
+    and runs nothing; a fit that reaches a program the thread is building waits for it rather than
+    building it twice (:mod:`bayesgmm.core.executables`). Results are unchanged: the fits
+    themselves run in the grid's order as before. The thread calls the fit's inner function on the
+    data ``select`` already checked, so it warns about nothing; an error is left for the grid's own
+    fit to report. Off on one core, and where programs are not kept whole (several devices, the
+    cache off), where it could build nothing for later.
+    """
+
+    def __init__(self, X, grid, make_estimator):
+        self._stopped = threading.Event()
+        self._thread = None
+        enable_compilation_cache()
+        if not grid or (os.cpu_count() or 1) < 2 or not executables.storable():
+            return
+        self._thread = threading.Thread(
+            target=self._run, args=(X, grid, make_estimator), name="bayesgmm-compile-ahead", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, X, grid, make_estimator):
+        with compiling_ahead():
+            for k, ct in grid:
+                if self._stopped.is_set():
+                    return
+                est = make_estimator(k, ct)
+                try:
+                    check_params(est, INIT_METHODS)
+                    if est.n_components > X.shape[0]:
+                        continue
+                    options = est._fit_map_options(resolve_prior_arg(est.prior), est.n_init,
+                                                   est._check_init_arrays(X.shape[1]))
+                    # any seed: it is data of the program (a RandomState's draws are the grid's own)
+                    fit_map(0, X, **options)
+                except CompiledAhead:
+                    continue
+                except Exception:  # noqa: BLE001 - the grid's own fit reports it
+                    continue
+
+    def stop(self):
+        """Stop building (a program being built is finished) and wait for the thread."""
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
 def select(
     X,
     n_components: Iterable[int] = range(1, 9),
@@ -280,8 +339,15 @@ def select(
     ks, cts = _check_grid(n_components, covariance_types)
     # bad data is the caller's error, not one failed grid point per fit: refuse it up front
     probe = GaussianMixture(missing=estimator_params.get("missing", "error"))
-    check_scales(check_data(probe, X, reset=True), with_prior=prior is not None)
+    Xc = check_data(probe, X, reset=True)
+    check_scales(Xc, with_prior=prior is not None)
     grid = [(k, ct) for k in ks for ct in cts]
+
+    def estimator(k, ct):
+        return GaussianMixture(
+            n_components=k, covariance_type=ct, prior=prior, n_init=n_init, random_state=random_state,
+            **estimator_params,
+        )
 
     rows = {
         name: []
@@ -300,14 +366,12 @@ def select(
     estimators, posteriors = {}, {}
     failed, not_converged, bad_k = [], [], []
     progress = _Progress(len(grid), bool(progress_bar))
+    ahead = _CompileAhead(Xc, grid[1:], estimator)
     try:
         for k, ct in grid:
             rows["n_components"].append(k)
             rows["covariance_type"].append(ct)
-            est = GaussianMixture(
-                n_components=k, covariance_type=ct, prior=prior, n_init=n_init,
-                random_state=random_state, **estimator_params,
-            )
+            est = estimator(k, ct)
             error = ""
             try:
                 with warnings.catch_warnings():
@@ -375,6 +439,7 @@ def select(
                         rows["waic_warning"].append(False if res is None else res["warning"])
             progress.update(f"K={k} {ct}")
     finally:
+        ahead.stop()
         progress.close()
 
     if failed:

@@ -81,22 +81,15 @@ def data_sets(data_dir):
 
 @contextlib.contextmanager
 def _short_run(iterations):
-    """EM programs traced with another ``SHORT_RUN`` (new jitted programs, then the default's
-    again)."""
-    import jax
-
+    """Fits with another ``SHORT_RUN`` (every fit reads it; the EM programs are keyed by it)."""
     from bayesgmm.core import programs
 
     old = programs.SHORT_RUN
     programs.SHORT_RUN = iterations
-    programs._programs.cache_clear()
-    jax.clear_caches()  # jax keeps traces per function, not per jit object
     try:
         yield
     finally:
         programs.SHORT_RUN = old
-        programs._programs.cache_clear()
-        jax.clear_caches()
 
 
 def runs(lib, x, k, n_init, seeds):
@@ -106,8 +99,7 @@ def runs(lib, x, k, n_init, seeds):
     from sklearn.mixture import GaussianMixture as SK
 
     out = []
-    # alternating views: SHORT_RUN is read when the EM programs are traced, so the seeds share one
-    # set of programs traced with it
+    # alternating views: the programs with SHORT_RUN = 0 (compiled once, shared by the seeds)
     with _short_run(0) if lib == "alternating views" else contextlib.nullcontext():
         for s in range(seeds):
             kw = dict(n_init=n_init, random_state=s, max_iter=1000, tol=1e-6)

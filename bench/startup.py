@@ -24,7 +24,9 @@ run one after another on the same data (the embedded Old Faithful set, 272 x 2):
 bayesgmm runs twice per workflow: with an **empty** compilation cache (a private new directory,
 ``BAYESGMM_COMPILATION_CACHE``) -- a first run on a new machine -- and with the **warm** cache the
 empty run left behind -- every later process. ``programs`` counts the XLA programs compiled in that
-process and ``cache hits`` those loaded from the persistent cache (``jax.monitoring`` events).
+process, ``loaded whole`` the programs loaded without tracing, lowering or compiling
+(:mod:`bayesgmm.core.executables`) and ``JAX cache hits`` those JAX found in its persistent cache
+after tracing and lowering them (``jax.monitoring`` events).
 Each cell is the median over ``--repeat`` fresh processes (a new empty cache for each empty run).
 The machine's load average is printed: compile times are single-threaded and suffer from other
 load on the machine.
@@ -50,9 +52,10 @@ _PRELUDE = textwrap.dedent(
     """
     import json, sys, time
     t_start = time.perf_counter()
-    counts = {"programs": 0, "cache_hits": 0}
+    counts = {"programs": 0, "cache_hits": 0, "loaded": 0}
     def _listen():
         import jax.monitoring
+        from bayesgmm.core.executables import HIT_EVENT
         def on_duration(event, duration, **kw):
             if event == "/jax/core/compile/backend_compile_duration":
                 counts["programs"] += 1
@@ -60,6 +63,8 @@ _PRELUDE = textwrap.dedent(
             if event == "/jax/compilation_cache/cache_hits":  # (a hit is a backend_compile event too)
                 counts["cache_hits"] += 1
                 counts["programs"] -= 1
+            elif event == HIT_EVENT:  # a program loaded whole (not traced, lowered or compiled)
+                counts["loaded"] += 1
         jax.monitoring.register_event_duration_secs_listener(on_duration)
         jax.monitoring.register_event_listener(on_event)
     """
@@ -191,7 +196,7 @@ def table(results: dict) -> str:
     m = _median
     sk_import = m(results["import_sklearn"])
     rows = [
-        "| workflow (fresh process) | scikit-learn | bayesgmm, empty cache | bayesgmm, warm cache | empty / sklearn | warm / sklearn | programs compiled (empty / warm) | cache hits (warm) |",
+        "| workflow (fresh process) | scikit-learn | bayesgmm, empty cache | bayesgmm, warm cache | empty / sklearn | warm / sklearn | programs compiled (empty / warm) | loaded whole / JAX cache hits (warm) |",
         "|---|---|---|---|---|---|---|---|",
         f"| import (jax + sklearn.mixture vs bayesgmm) | {sk_import:.2f} s | {m(results['import_bayesgmm']):.2f} s | - | "
         f"{m(results['import_bayesgmm']) / sk_import:.2f}x | - | - | - |",
@@ -204,7 +209,7 @@ def table(results: dict) -> str:
         rows.append(
             f"| {label} | {s:.2f} s | {e:.2f} s | {w:.2f} s | {e / s:.1f}x | {w / s:.1f}x | "
             f"{m(results[bg + '_empty'], 'programs'):.0f} / {m(results[bg + '_warm'], 'programs'):.0f} | "
-            f"{m(results[bg + '_warm'], 'cache_hits'):.0f} |"
+            f"{m(results[bg + '_warm'], 'loaded'):.0f} / {m(results[bg + '_warm'], 'cache_hits'):.0f} |"
         )
     rows.append(
         f"| the same grid again in the same process | - | {m(results['grid_bayesgmm_empty'], 'again_seconds'):.2f} s | "

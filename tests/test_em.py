@@ -196,6 +196,29 @@ def test_same_seed_identical_results_different_seed_different_start():
     assert a.lower_bounds_[0] != c.lower_bounds_[0]
 
 
+def test_a_fit_compiling_ahead_builds_its_program_and_runs_nothing():
+    """Under ``compiling_ahead`` a fit stops with ``CompiledAhead`` once its program is held; the
+    real fit then uses that program (none built or traced again)."""
+    from bayesgmm._compile_cache import enable_compilation_cache
+    from bayesgmm.core.executables import storable
+
+    enable_compilation_cache()
+    if not storable():
+        pytest.skip("programs are not kept whole here (cache off or several devices)")
+    x, _ = _data("diag", 2, 5, 300, seed=31)  # D = 5: a shape of its own
+    start_prog = programs.programs("cheap")[0]
+    held = start_prog._cache_size()
+    with programs.compiling_ahead(), pytest.raises(programs.CompiledAhead):
+        fit_map(0, x, n_components=2, covariance_type="diag", n_init=2)
+    assert start_prog._cache_size() == held + 1
+    traced = dict(programs.TRACE_COUNTS)
+    a = GaussianMixture(2, covariance_type="diag", n_init=2, prior=None, random_state=0).fit(x)
+    assert start_prog._cache_size() == held + 1 and programs.TRACE_COUNTS == traced
+    b = GaussianMixture(2, covariance_type="diag", n_init=2, prior=None, random_state=0).fit(x)
+    np.testing.assert_array_equal(a.means_, b.means_)
+    assert a.n_iter_ == b.n_iter_
+
+
 def test_no_recompilation_when_numbers_change():
     x, _ = _data("full", 2, 2, 300, seed=8)
     GaussianMixture(2, tol=1e-3, max_iter=50, random_state=0).fit(x)

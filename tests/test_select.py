@@ -279,3 +279,39 @@ def test_compare_flags_uncertain_assignments_and_checks_inputs(fitted, data):
     other = GaussianMixture(2, covariance_type="spherical", random_state=0)
     with pytest.raises(ValueError, match="not fitted"):
         bayesgmm.compare(other, post)
+
+
+def test_compile_ahead_changes_no_result_and_no_warning_filter(data, monkeypatch):
+    """The grid's compile-ahead thread (``bayesgmm.selection._CompileAhead``) only builds programs:
+    the table is the same bit for bit as the grid's without it, a ``RandomState`` seed is drawn
+    from by the grid's own fits only, and the caller's warning filters are left as they were."""
+    import threading
+
+    from bayesgmm import selection
+    from bayesgmm._compile_cache import enable_compilation_cache
+    from bayesgmm.core import executables
+
+    enable_compilation_cache()
+    if not executables.storable():
+        pytest.skip("programs are not kept whole here (cache off or several devices)")
+    x, _ = data
+    # a third feature: programs the module's other grids did not build, so the thread has work
+    x = np.column_stack([x, np.random.default_rng(5).normal(size=len(x))])
+    real_fit_map, threads = selection.fit_map, []
+
+    def spy(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real_fit_map(*args, **kwargs)
+
+    monkeypatch.setattr(selection, "fit_map", spy)
+    filters = list(warnings.filters)
+    grid = dict(n_components=[1, 2, 3], covariance_types=["full", "diag", "spherical"], progress_bar=False)
+    ahead = bayesgmm.select(x, random_state=np.random.RandomState(3), **grid)
+    assert "bayesgmm-compile-ahead" in threads
+    assert warnings.filters == filters
+    monkeypatch.setattr(selection.os, "cpu_count", lambda: 1)  # no thread
+    threads.clear()
+    alone = bayesgmm.select(x, random_state=np.random.RandomState(3), **grid)
+    assert threads == []
+    for column in ("bic", "log_likelihood", "icl", "n_empty"):
+        np.testing.assert_array_equal(ahead.table[column].to_numpy(), alone.table[column].to_numpy())

@@ -21,7 +21,8 @@ _COUNTING = textwrap.dedent(
     """
     import json, sys
     import jax, jax.monitoring
-    counts = {"programs": 0, "cache_hits": 0}
+    from bayesgmm.core import executables
+    counts = {"programs": 0, "cache_hits": 0, "loaded": 0, "stored": 0}
     def on_duration(event, duration, **kw):
         if event == "/jax/core/compile/backend_compile_duration":
             counts["programs"] += 1
@@ -29,6 +30,10 @@ _COUNTING = textwrap.dedent(
         if event == "/jax/compilation_cache/cache_hits":  # (a hit is a backend_compile event too)
             counts["cache_hits"] += 1
             counts["programs"] -= 1
+        elif event == executables.HIT_EVENT:  # a program loaded whole: not traced, lowered or compiled
+            counts["loaded"] += 1
+        elif event == executables.STORE_EVENT:
+            counts["stored"] += 1
     jax.monitoring.register_event_duration_secs_listener(on_duration)
     jax.monitoring.register_event_listener(on_event)
     """
@@ -53,7 +58,10 @@ _FIT = _COUNTING + textwrap.dedent(
     gm = GaussianMixture(2, random_state=0).fit(X)
     p = gm.predict_proba(X)
     counts["means"] = gm.means_.tolist()
+    counts["proba"] = p[:5].tolist()
     counts["cache_dir"] = jax.config.jax_compilation_cache_dir
+    from bayesgmm.core.programs import TRACE_COUNTS
+    counts["traced"] = TRACE_COUNTS["em_start"]
     print(json.dumps(counts))
     """
 )
@@ -82,16 +90,92 @@ def test_import_has_no_side_effects(tmp_path):
 
 def test_fit_compiles_two_programs_and_a_second_process_loads_them(tmp_path):
     """A first fit + predict_proba compiles one fit program and one scoring program (plus the
-    one-operation program that probes which XLA options this jaxlib accepts); a second process with
-    the same cache compiles nothing and gets the same numbers."""
+    one-operation program that probes which XLA options this jaxlib accepts) and stores the two
+    whole; a second process with the same cache loads them without tracing, lowering or compiling
+    anything, and gets the same numbers bit for bit."""
     cache = tmp_path / "cache"
     first = _run(_FIT, cache)
     assert first["programs"] == 2 + PROBE and first["cache_hits"] == 0
+    assert (first["stored"], first["loaded"], first["traced"]) == (2, 0, 1)
     assert first["cache_dir"] == str(cache)
     assert any(cache.iterdir())
     second = _run(_FIT, cache)
-    assert second["programs"] == 0 and second["cache_hits"] == 2 + PROBE
-    assert second["means"] == first["means"]
+    assert second["programs"] == 0 and second["cache_hits"] == PROBE
+    assert (second["stored"], second["loaded"], second["traced"]) == (0, 2, 0)
+    assert second["means"] == first["means"] and second["proba"] == first["proba"]
+
+
+def test_a_second_process_loads_the_nuts_program_whole(tmp_path):
+    """The NUTS program (the main job's largest) is stored whole too: a second process neither
+    traces nor compiles it and draws the same chains bit for bit."""
+    code = _COUNTING + textwrap.dedent(
+        """
+        import warnings
+        import numpy as np
+        from bayesgmm import GaussianMixture
+        from bayesgmm.datasets import load_faithful
+        X, _ = load_faithful()
+        warnings.simplefilter("ignore")
+        gm = GaussianMixture(2, random_state=0).fit(X)
+        post = gm.fit_posterior(X, "nuts", num_warmup=30, num_samples=20, num_chains=2, random_state=1)
+        counts["draws"] = np.asarray(post.raw_draws.means).ravel().tolist()
+        print(json.dumps(counts))
+        """
+    )
+    cache = tmp_path / "cache"
+    first = _run(code, cache)
+    assert first["stored"] == 2 and first["loaded"] == 0  # the EM and the NUTS programs
+    second = _run(code, cache)
+    assert (second["stored"], second["loaded"], second["programs"]) == (0, 2, 0), second
+    assert second["draws"] == first["draws"]
+
+
+def test_an_unreadable_stored_program_is_compiled_again_and_replaced(tmp_path):
+    cache = tmp_path / "cache"
+    first = _run(_FIT, cache)
+    stored = sorted(cache.glob("bayesgmm-*-cache"))
+    assert len(stored) == 2
+    for path in stored:
+        path.write_bytes(b"not a program")
+    second = _run(_FIT, cache)
+    assert (second["loaded"], second["stored"], second["traced"]) == (0, 2, 1)
+    assert second["means"] == first["means"] and second["proba"] == first["proba"]
+    third = _run(_FIT, cache)
+    assert (third["loaded"], third["stored"], third["traced"]) == (2, 0, 0)
+    assert third["means"] == first["means"]
+
+
+def test_a_program_is_keyed_by_everything_that_changes_it(monkeypatch):
+    """The cross-process key of a program: the same call gives the same digest; another static
+    value, shape, dtype, weak type, JAX setting, source or package version, another."""
+    import jax
+
+    from bayesgmm.core import executables as ex
+
+    x = np.zeros((3, 2), np.float32)
+
+    def digest(static=(("k", 1),), args=(x,), name="f"):
+        return ex.program_digest(name, ex.call_key(static, args))
+
+    base = digest()
+    assert digest() == base
+    assert digest(static=(("k", 2),)) != base
+    assert digest(name="g") != base
+    assert digest(args=(np.zeros((4, 2), np.float32),)) != base
+    assert digest(args=(np.zeros((3, 2), np.int32),)) != base
+    assert digest(args=(1.0,)) != digest(args=(np.float32(1.0),))  # a weak type
+    assert digest(args=((x, None),)) != digest(args=((None, x),))  # the tree structure
+    assert ex.program_digest("f", ex.call_key((("k", 1),), (x,)), {"xla_backend_optimization_level": 0}) != base
+    with jax.numpy_rank_promotion("raise"):
+        assert digest() != base
+    # a module-level function is named; a closure has no name stable across processes
+    assert ex.program_digest("f", ex.call_key((("fn", ex.call_key),), (x,)))
+    with pytest.raises(ex._NotStorable):
+        ex.program_digest("f", ex.call_key((("fn", lambda a: a),), (x,)))
+    with pytest.raises(ex._NotStorable):
+        jax.jit(lambda a: ex.call_key((), (a,)))(x)  # a traced argument
+    monkeypatch.setitem(ex._memo, "environment", ex._environment() + "an edited source")
+    assert digest() != base
 
 
 def test_cache_can_be_turned_off_and_user_settings_are_kept(tmp_path):

@@ -21,8 +21,10 @@ iterations and the EM restarted after a collapsed component was pruned; it compi
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import gc
+import threading
 from typing import Any, NamedTuple
 
 import jax
@@ -30,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .density import estep_stats
+from .executables import persistent_jit
 from .em import SEGMENT, EMInfo, EMRun, EMState, em_continue, em_init, em_report, em_segment, restarts_one_at_a_time
 from .init import init_params
 from .missing import MaskedBlocks
@@ -45,6 +48,8 @@ __all__ = [
     "fit_em",
     "run_em",
     "StartValues",
+    "CompiledAhead",
+    "compiling_ahead",
 ]
 
 #: Number of times each jitted EM program (:func:`em_start`, the continuation) has been traced,
@@ -149,18 +154,21 @@ def compiler_options(profile: str) -> dict | None:
 
 #: option name -> whether this process's XLA accepts it (probed once, see _accepted_options).
 _ACCEPTED: dict[str, bool] = {}
+#: guards _ACCEPTED and the programs' cache (a grid builds programs from two threads)
+_programs_lock = threading.RLock()
 
 
 def _accepted_options(options: dict) -> dict:
     """The entries of ``options`` that XLA accepts, probed by compiling a one-operation program
     (a few milliseconds, once per process and option; all at once when all are accepted)."""
-    unknown = [name for name in options if name not in _ACCEPTED]
-    if unknown and not _compiles({name: options[name] for name in unknown}):
-        for name in unknown:
-            _ACCEPTED[name] = _compiles({name: options[name]})
-    else:
-        _ACCEPTED.update(dict.fromkeys(unknown, True))
-    return {name: value for name, value in options.items() if _ACCEPTED[name]}
+    with _programs_lock:  # probed once, also when threads ask at once
+        unknown = [name for name in options if name not in _ACCEPTED]
+        if unknown and not _compiles({name: options[name] for name in unknown}):
+            for name in unknown:
+                _ACCEPTED[name] = _compiles({name: options[name]})
+        else:
+            _ACCEPTED.update(dict.fromkeys(unknown, True))
+        return {name: value for name, value in options.items() if _ACCEPTED[name]}
 
 
 def _compiles(options: dict) -> bool:
@@ -171,6 +179,27 @@ def _compiles(options: dict) -> bool:
             raise
         return False
     return True
+
+
+_AHEAD: contextvars.ContextVar = contextvars.ContextVar("bayesgmm_compile_ahead", default=False)
+
+
+class CompiledAhead(Exception):
+    """Raised by :func:`fit_em` under :func:`compiling_ahead`: the fit's program is built (or
+    loaded) and held; nothing ran."""
+
+
+@contextlib.contextmanager
+def compiling_ahead():
+    """Fits in the block (this thread) stop at :func:`fit_em`, after building their first program,
+    with :class:`CompiledAhead`: a thread can build the programs that later fits will run (see
+    :func:`bayesgmm.selection.select`). Only programs kept whole are built
+    (:mod:`bayesgmm.core.executables`); otherwise nothing is."""
+    token = _AHEAD.set(True)
+    try:
+        yield
+    finally:
+        _AHEAD.reset(token)
 
 
 class StartValues(NamedTuple):
@@ -203,7 +232,7 @@ def em_start(
     key, first, xb, wb, prior, reg_covar, tol, max_iter, n_active, start: StartValues, feature_scale=None,
     partition: GMMParams | None = None, *,
     n_restarts: int, n_components: int, covariance_type: str, method: str,
-    estep=estep_stats, block_sum=None, batching: str = "vmap",
+    estep=estep_stats, block_sum=None, batching: str = "vmap", short_run: int = SHORT_RUN,
 ) -> EMRun:
     """Initialise ``n_restarts`` restarts and run their first EM segment (one program).
 
@@ -244,6 +273,9 @@ def em_start(
         How the restarts share the program: vmapped (in lock-step; it pays when the E-step has
         real work) or one after another with ``lax.map`` (small data: the program is traced and
         compiled unbatched, several times faster to build).
+    short_run : int
+        The iterations of each view's short run (:data:`SHORT_RUN`, which :func:`fit_em` reads
+        at every call; static, so that a program is keyed by it).
 
     Returns
     -------
@@ -287,32 +319,45 @@ def em_start(
         if not views:
             return em_continue(initial(), xb, wb, prior, reg_covar, tol, max_iter, mask, estep)
         scale = jnp.asarray(feature_scale, xb.dtype)
-        if SHORT_RUN <= 0:
+        if short_run <= 0:
             return em_continue(initial(jnp.where(i % 2 == 1, scale, 1.0)), xb, wb, prior, reg_covar, tol, max_iter,
                                mask, estep)
         # one component, or hc's restart 0, starts the same in both views
         distinct = (n_active > 1) & ((i != 0) if method == "hc" else True)
-        return _two_view_run(initial, scale, distinct, xb, wb, prior, reg_covar, tol, max_iter, mask, estep)
+        return _two_view_run(initial, scale, distinct, xb, wb, prior, reg_covar, tol, max_iter, mask, estep,
+                             short_run, covariance_type)
 
     return _batched(one, (keys, index), batching)
 
 
-def _two_view_run(initial, scale, distinct, xb, wb, prior, reg_covar, tol, max_iter, mask, estep) -> EMRun:
-    """Phases 0 and 1: :data:`SHORT_RUN` EM iterations from ``initial(1)`` (the standardised view)
+def _blank_state(n_components: int, n_features: int, covariance_type: str, dtype) -> EMState:
+    """An EMState of zeros of the structure :func:`em_init` gives (the scan's first carry; built
+    directly, as tracing the initialisation for its shapes would cost a second trace of it)."""
+    k, d = n_components, n_features
+    scales = {"full": (k, d), "diag": (k, d), "tied": (d,), "spherical": (k,)}[covariance_type]
+    corr = {"full": (k, d, d), "tied": (d, d)}.get(covariance_type)
+    zeros = functools.partial(jnp.zeros, dtype=dtype)
+    params = GMMParams(zeros((k,)), zeros((k, d)), zeros(scales), None if corr is None else zeros(corr),
+                       covariance_type)
+    return em_init(params)
+
+
+def _two_view_run(initial, scale, distinct, xb, wb, prior, reg_covar, tol, max_iter, mask, estep,
+                  short_run, covariance_type) -> EMRun:
+    """Phases 0 and 1: ``short_run`` EM iterations from ``initial(1)`` (the standardised view)
     and ``initial(scale)`` (the data's scale); phase 2: the rest of the segment from the better
     (the higher objective; a finite one over a non-finite one; a tie keeps the standardised view).
     Where the views are not ``distinct`` (traced bool), phase 1 goes on with phase 0's run. One
     ``lax.scan``, so that the EM loop is traced once."""
     views = jnp.stack([jnp.ones_like(scale), scale])
-    shapes = jax.eval_shape(lambda: initial(views[0]))
-    blank = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+    blank = _blank_state(mask.shape[0], scale.shape[0], covariance_type, scale.dtype)
     nan_hist = jnp.full((SEGMENT,), jnp.nan, scale.dtype)
 
     def phase(carry, v):
         best, best_hist = carry
         fresh = (v == 0) | ((v == 1) & distinct)
         state = jax.lax.cond(fresh, lambda: initial(views[jnp.minimum(v, 1)]), lambda: best)
-        cap = jnp.where(v < 2, jnp.minimum(max_iter, SHORT_RUN), max_iter)
+        cap = jnp.where(v < 2, jnp.minimum(max_iter, short_run), max_iter)
         state, hist = em_segment(state, xb, wb, prior, reg_covar, tol, cap, mask, estep,
                                  resume=(jnp.where(fresh, nan_hist, best_hist), 0))
         obj = state.prev_objective
@@ -346,12 +391,14 @@ def _continue_batched(state, xb, wb, prior, reg_covar, tol, max_iter, n_active, 
 def _programs(options_key):
     """The jitted start and continuation programs for one set of compile options."""
     options = dict(options_key) if options_key else None
-    start = jax.jit(
+    start = persistent_jit(
         em_start,
-        static_argnames=("n_restarts", "n_components", "covariance_type", "method", "estep", "block_sum", "batching"),
+        static_argnames=("n_restarts", "n_components", "covariance_type", "method", "estep", "block_sum", "batching",
+                         "short_run"),
         compiler_options=options,
     )
-    cont = jax.jit(_continue_batched, static_argnames=("estep", "batching"), compiler_options=options)
+    cont = persistent_jit(_continue_batched, static_argnames=("estep", "batching"), compiler_options=options,
+                          name="em_continue")
     return start, cont
 
 
@@ -363,7 +410,8 @@ def _batching(profile: str) -> str:
 def programs(profile: str):
     """``(start, continuation)`` jitted programs compiled with ``profile``'s options."""
     options = compiler_options(profile)
-    return _programs(tuple(sorted(options.items())) if options else None)
+    with _programs_lock:  # one pair per profile, also when threads ask at once
+        return _programs(tuple(sorted(options.items())) if options else None)
 
 
 def _host(run: EMRun) -> EMRun:
@@ -441,7 +489,7 @@ def fit_em(
     max_iter_a = np.asarray(max_iter, np.int32)
     reg_covar = np.asarray(reg_covar, dtype)
     n_act = np.asarray(n_active, np.int32)
-    static = dict(n_components=n_components, covariance_type=covariance_type, method=method)
+    static = dict(n_components=n_components, covariance_type=covariance_type, method=method, short_run=SHORT_RUN)
     if estep is not None:
         static["estep"] = estep
     if block_sum is not None:
@@ -457,6 +505,12 @@ def fit_em(
     if partition is not None:
         partition = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), partition)
     call_args = (key, xb, wb, prior, reg_covar, tol, start, feature_scale, partition)
+    if _AHEAD.get():
+        first, r = batches[0]
+        with paused_gc():
+            start_prog.prepare(key, np.int32(first), xb, wb, prior, reg_covar, tol, max_iter_a, n_act, start,
+                               feature_scale, partition, n_restarts=r, **static)
+        raise CompiledAhead
     with paused_gc(first_call("em_start", call_args, sorted(static.items()) + [("r", batches[0][1])])):
         for first, r in batches:
             run = start_prog(key, np.int32(first), xb, wb, prior, reg_covar, tol, max_iter_a, n_act, start,

@@ -434,7 +434,7 @@ def run_nuts(
     t0 = time.perf_counter()
 
     execute, cache_hit = cached_program(
-        cache_key, lambda: _compile_run(cfg, transforms, progress_bar, args)
+        cache_key, lambda: _compile_run(cfg, transforms, progress_bar, args), whole=chain_method != "parallel"
     )
     t_compile = time.perf_counter() - t0
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 import collections
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from .._compile_cache import enable_compilation_cache
+from ..core.executables import call_key, clear_executables, load_or_build
 from ..core.programs import compiler_options, paused_gc
 
 __all__ = ["program_key", "cached_program", "clear_program_cache", "nuts_compile_options",
@@ -43,28 +42,26 @@ def svi_compile_options():
     return compiler_options("fast")
 
 
-def _avals(tree):
-    """The tree structure and the ``(shape, dtype)`` of every leaf of ``tree`` (hashable)."""
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return treedef, tuple((np.shape(a), str(jnp.result_type(a))) for a in leaves)
-
-
 def program_key(kind: str, config: tuple, args) -> tuple:
-    """The cache key of the ``kind`` program with static ``config`` compiled for ``args``."""
-    return (kind, config, _avals(args))
+    """The cache key of the ``kind`` program with static ``config`` compiled for ``args``: the
+    kind and configuration, the tree structure and leaf types of ``args`` and JAX's settings."""
+    return call_key((kind, config), args)
 
 
-def cached_program(cache_key, build):
+def cached_program(cache_key, build, *, whole: bool = True):
     """``(program, cache_hit)``: the compiled program for ``cache_key``, built on a miss.
 
-    ``cache_key=None`` (progress bars, a user's optimiser object) always builds and stores nothing.
+    A miss first looks in the persistent cache (:mod:`bayesgmm.core.executables`), which keeps
+    the ``jax.stages.Compiled`` that ``build`` returns (``whole``; otherwise a program of several
+    compiled parts, kept by JAX's cache part by part) for later processes. ``cache_key=None``
+    (progress bars, a user's optimiser object) always builds and stores nothing.
     """
     if cache_key is not None and cache_key in _PROGRAM_CACHE:
         _PROGRAM_CACHE.move_to_end(cache_key)
         return _PROGRAM_CACHE[cache_key], True
     enable_compilation_cache()
     with paused_gc():  # tracing allocates heavily (see bayesgmm.core.programs.paused_gc)
-        program = build()
+        program = build() if cache_key is None else load_or_build(cache_key[0][0], cache_key, build, whole=whole)
     if cache_key is not None:
         _PROGRAM_CACHE[cache_key] = program
         while len(_PROGRAM_CACHE) > _PROGRAM_CACHE_SIZE:
@@ -73,5 +70,7 @@ def cached_program(cache_key, build):
 
 
 def clear_program_cache():
-    """Forget every compiled sampler program of this process."""
+    """Forget every compiled sampler and EM program this process holds (the persistent cache on
+    disk is untouched)."""
     _PROGRAM_CACHE.clear()
+    clear_executables()

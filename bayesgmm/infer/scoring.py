@@ -18,6 +18,7 @@ import numpy as np
 
 from .._compile_cache import enable_compilation_cache
 from ..core.density import _bucket, default_block_size, map_blocks, weighted_log_prob
+from ..core.executables import persistent_jit
 from ..core.missing import block_rows_conditional_means, block_rows_scores, pattern_blocks
 from ..core.params import GMMParams
 from ..core.programs import component_bucket, compiler_options, default_dtype, first_call, paused_gc
@@ -54,7 +55,7 @@ def _scoring_programs():
     enable_compilation_cache()
     opts = compiler_options("fast")
     return (
-        jax.jit(_apply_in_blocks, static_argnames=("block",), compiler_options=opts),
+        persistent_jit(_apply_in_blocks, static_argnames=("block",), compiler_options=opts),
         jax.jit(_apply_sharded, static_argnames=("block", "mesh"), compiler_options=opts),
     )
 
@@ -131,7 +132,8 @@ def _masked_programs():
     """The scoring and imputation programs of rows with missing cells (grouped by pattern)."""
     enable_compilation_cache()
     opts = compiler_options("fast")
-    return jax.jit(block_rows_scores, compiler_options=opts), jax.jit(block_rows_conditional_means, compiler_options=opts)
+    return (persistent_jit(block_rows_scores, compiler_options=opts),
+            persistent_jit(block_rows_conditional_means, compiler_options=opts))
 
 
 def _masked_rows(program, params_z: GMMParams, X, shift, scale, cols) -> np.ndarray:

@@ -237,6 +237,19 @@ class GMMParams:
             return cls(weights, means, scales, chol(corr), covariance_type)
         return cls(weights, means, xp.sqrt(covariances), None, covariance_type)
 
+    @classmethod
+    def zeros(cls, n_components: int, n_features: int, covariance_type: str, dtype=np.float64, *,
+              xp=None) -> "GMMParams":
+        """Parameters of zeros with the shapes of ``covariance_type`` (a placeholder of the right
+        structure; not a valid mixture). ``xp`` as in :meth:`from_covariances`."""
+        check_covariance_type(covariance_type)
+        xp = jnp if xp is None else xp
+        k, d = int(n_components), int(n_features)
+        scales = {"full": (k, d), "diag": (k, d), "tied": (d,), "spherical": (k,)}[covariance_type]
+        corr = {"full": (k, d, d), "tied": (d, d)}.get(covariance_type)
+        return cls(xp.zeros((k,), dtype), xp.zeros((k, d), dtype), xp.zeros(scales, dtype),
+                   None if corr is None else xp.zeros(corr, dtype), covariance_type)
+
     # -- the component axis ---------------------------------------------------------------------
     def _component_axes(self):
         """Per field, the position of the component axis counted from the end (None: shared)."""

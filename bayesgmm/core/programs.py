@@ -49,6 +49,7 @@ __all__ = [
     "run_em",
     "StartValues",
     "CompiledAhead",
+    "ahead",
     "compiling_ahead",
 ]
 
@@ -189,10 +190,16 @@ class CompiledAhead(Exception):
     loaded) and held; nothing ran."""
 
 
+def ahead() -> bool:
+    """Whether this thread is in a :func:`compiling_ahead` block."""
+    return _AHEAD.get()
+
+
 @contextlib.contextmanager
 def compiling_ahead():
-    """Fits in the block (this thread) stop at :func:`fit_em`, after building their first program,
-    with :class:`CompiledAhead`: a thread can build the programs that later fits will run (see
+    """Fits in the block (this thread) stop at :func:`fit_em` after building their first program,
+    and scoring at :func:`bayesgmm.infer.scoring.score_rows` after building its program, with
+    :class:`CompiledAhead`: a thread can build the programs that later calls will run (see
     :func:`bayesgmm.selection.select`). Only programs kept whole are built
     (:mod:`bayesgmm.core.executables`); otherwise nothing is."""
     token = _AHEAD.set(True)
@@ -333,13 +340,7 @@ def em_start(
 def _blank_state(n_components: int, n_features: int, covariance_type: str, dtype) -> EMState:
     """An EMState of zeros of the structure :func:`em_init` gives (the scan's first carry; built
     directly, as tracing the initialisation for its shapes would cost a second trace of it)."""
-    k, d = n_components, n_features
-    scales = {"full": (k, d), "diag": (k, d), "tied": (d,), "spherical": (k,)}[covariance_type]
-    corr = {"full": (k, d, d), "tied": (d, d)}.get(covariance_type)
-    zeros = functools.partial(jnp.zeros, dtype=dtype)
-    params = GMMParams(zeros((k,)), zeros((k, d)), zeros(scales), None if corr is None else zeros(corr),
-                       covariance_type)
-    return em_init(params)
+    return em_init(GMMParams.zeros(n_components, n_features, covariance_type, dtype))
 
 
 def _two_view_run(initial, scale, distinct, xb, wb, prior, reg_covar, tol, max_iter, mask, estep,
@@ -505,7 +506,7 @@ def fit_em(
     if partition is not None:
         partition = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), partition)
     call_args = (key, xb, wb, prior, reg_covar, tol, start, feature_scale, partition)
-    if _AHEAD.get():
+    if ahead():
         first, r = batches[0]
         with paused_gc():
             start_prog.prepare(key, np.int32(first), xb, wb, prior, reg_covar, tol, max_iter_a, n_act, start,

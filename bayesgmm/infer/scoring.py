@@ -21,7 +21,9 @@ from ..core.density import _bucket, default_block_size, map_blocks, weighted_log
 from ..core.executables import persistent_jit
 from ..core.missing import block_rows_conditional_means, block_rows_scores, pattern_blocks
 from ..core.params import GMMParams
-from ..core.programs import component_bucket, compiler_options, default_dtype, first_call, paused_gc
+from ..core.programs import (
+    CompiledAhead, ahead, component_bucket, compiler_options, default_dtype, first_call, paused_gc,
+)
 from ..core.units import has_missing, standardise_rows
 from ..core.sharding import allgather, data_mesh, device_params, device_rows, n_shards, sharded_map_blocks
 
@@ -90,6 +92,9 @@ def score_rows(params_z: GMMParams, X, shift, scale, part: str, devices=None) ->
     pick = (lambda o, n: o[:n, :k]) if part == "log_resp" else (lambda o, n: o[:n, -1])
     dtype = np.dtype(default_dtype())
     n, d = X.shape
+    building_ahead = ahead()  # build the program of the small-X path below, run nothing
+    if building_ahead and (has_missing(X) or data_mesh(devices) is not None):
+        raise CompiledAhead
     if has_missing(X):
         cols = np.arange(k) if part == "log_resp" else np.array([-1])  # log resp, or the log density
         out = _masked_rows(_masked_programs()[0], params_z, X, shift, scale, cols)
@@ -105,6 +110,8 @@ def score_rows(params_z: GMMParams, X, shift, scale, part: str, devices=None) ->
         z = device_rows(X, shift, scale, dtype, n_pad, mesh)
         return pick(allgather(sharded(params, z, local, mesh)), n).astype(np.float64)
     chunk = block * max(1, _SCORE_CHUNK_ROWS // block)
+    if building_ahead and n > chunk:
+        raise CompiledAhead
     if n > chunk:
         # large X: host chunks of one size (one compilation), so that only one chunk's
         # standardised copy exists at a time
@@ -122,6 +129,10 @@ def score_rows(params_z: GMMParams, X, shift, scale, part: str, devices=None) ->
     k_pad = component_bucket(k, n_pad, d, params_z.covariance_type)
     params = device_params(params_z.pad_components(k_pad), dtype)
     z = device_rows(X, shift, scale, dtype, n_pad)
+    if building_ahead:
+        with paused_gc():
+            in_blocks.prepare(params, z, min(block, n_pad))
+        raise CompiledAhead
     with paused_gc(first_call("score", (params, z), (min(block, n_pad),))):
         out = in_blocks(params, z, min(block, n_pad))
     return pick(np.asarray(out), n).astype(np.float64)

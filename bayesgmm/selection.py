@@ -243,8 +243,8 @@ class _CompileAhead:
             for k, ct in grid:
                 if self._stopped.is_set():
                     return
-                est = make_estimator(k, ct)
                 try:
+                    est = make_estimator(k, ct)
                     check_params(est, INIT_METHODS)
                     if est.n_components > X.shape[0]:
                         continue

@@ -50,8 +50,11 @@ STORE_EVENT = "/bayesgmm/executable_cache/store"
 _FORMAT = "bayesgmm-executable-1"
 #: compiled programs each jitted function holds in a process (least recently built dropped first)
 _HELD = 64
-#: JAX settings that do not change a program (where the cache lives, logging)
-_IGNORED_SETTINGS = ("cache", "log", "explain", "persistent")
+#: JAX settings that do not change a program: where and how the caches work, logging
+_IGNORED_SETTINGS = (
+    "jax_compilation_cache", "jax_enable_compilation_cache", "jax_persistent_cache", "jax_raise_persistent_cache",
+    "jax_explain_cache_misses", "jax_log_", "jax_logging", "jax_debug_log",
+)
 
 
 class _NotStorable(Exception):
@@ -117,7 +120,7 @@ def _settings() -> tuple:
     names = _memo.get("setting_names")
     if names is None:
         names = _memo["setting_names"] = tuple(
-            sorted(n for n in jax.config.values if not any(w in n for w in _IGNORED_SETTINGS))
+            sorted(n for n in jax.config.values if not n.startswith(_IGNORED_SETTINGS))
         )
     return tuple(getattr(jax.config, n, None) for n in names)
 
@@ -172,7 +175,8 @@ def _jax_store():
 
         if not cc.is_persistent_cache_enabled():
             return None
-        return cc._get_cache(jax.devices()[0].client), cc.compress_executable, cc.decompress_executable
+        cache = cc._get_cache(jax.devices()[0].client)  # None: JAX could not set up its cache
+        return None if cache is None else (cache, cc.compress_executable, cc.decompress_executable)
     except Exception:  # noqa: BLE001 - a JAX release without these internals: no stored programs
         return None
 
@@ -234,7 +238,7 @@ def _entry_name(name: str, digest: str) -> str:
 
 def _load(name: str, digest: str):
     store = _jax_store()
-    if store is None or store[0] is None:
+    if store is None:
         return None
     cache, _, decompress = store
     try:
@@ -266,7 +270,7 @@ def _discard(cache, entry: str) -> None:
 
 def _store(name: str, digest: str, compiled) -> None:
     store = _jax_store()
-    if store is None or store[0] is None:
+    if store is None:
         return
     cache, compress, _ = store
     try:

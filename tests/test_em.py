@@ -587,3 +587,17 @@ def test_a_collapsed_best_restart_loses_to_a_sound_one():
     assert len(four.collapsed) == 0 and len(four.pruned) == 0
     assert four.objective > alone.objective + 1.0
     np.testing.assert_allclose(four.objective, four.restart_objectives[four.best_index], rtol=1e-6)
+
+
+def test_component_buckets_share_programs_on_small_data_and_never_double_work_on_medium_data():
+    """Small data: K = 1..8 share the 8-component program. Medium data: the next power of two
+    (padding at most doubles an iteration's work; a power of two is not padded). Large: K itself."""
+    bucket = programs.component_bucket
+    assert [bucket(k, 512, 2, "full") for k in (1, 3, 8, 9)] == [8, 8, 8, 16]
+    assert [bucket(k, 10240, 2, "full") for k in (1, 3, 4, 5, 8)] == [1, 4, 4, 8, 8]
+    assert bucket(5, 1 << 20, 8, "full") == 5
+    # the work of an iteration with padding is at most twice that of the unpadded model
+    for n, d, ct in ((512, 2, "full"), (10240, 2, "full"), (100_000, 4, "diag"), (1 << 20, 8, "full")):
+        for k in range(1, 20):
+            padded = programs.estep_work(n, bucket(k, n, d, ct), d, ct)
+            assert padded <= max(2 * programs.estep_work(n, k, d, ct), programs.CHEAP_COMPILE_WORK)

@@ -244,3 +244,28 @@ def test_compile_options_this_xla_does_not_know_are_dropped(monkeypatch):
 
     X = np.random.default_rng(0).normal(size=(40, 2))
     assert np.isfinite(GaussianMixture(2, random_state=0).fit(X).lower_bound_)
+
+
+def test_a_function_kept_whole_runs_as_plain_jax_under_disable_jit():
+    """``jax.disable_jit()`` is honoured: the function runs op by op, not as the stored program."""
+    import jax
+
+    from bayesgmm._compile_cache import enable_compilation_cache
+    from bayesgmm.core.executables import persistent_jit, storable
+
+    enable_compilation_cache()
+    if not storable():
+        pytest.skip("programs are not kept whole here (cache off or several devices)")
+    seen = []
+
+    def double(x):
+        seen.append(isinstance(x, jax.core.Tracer))
+        return x * 2
+
+    double.__module__, double.__qualname__ = "bayesgmm._test_probe", "double"  # (only bayesgmm's are kept)
+    f = persistent_jit(double)
+    np.testing.assert_array_equal(f(np.arange(3.0)), [0.0, 2.0, 4.0])
+    assert len(f._compiled) == 1  # held as a program kept whole, not by jax.jit
+    with jax.disable_jit():
+        np.testing.assert_array_equal(f(np.arange(3.0)), [0.0, 2.0, 4.0])
+    assert seen == [True, False]

@@ -327,6 +327,8 @@ class _PersistentJit:
         self._static = tuple(static_argnames)
         self._options = compiler_options
         self._name = name
+        # only bayesgmm's own module-level functions: its source digest is part of their key
+        self._keep = fun.__module__.startswith("bayesgmm") and "<" not in fun.__qualname__
         params = list(inspect.signature(fun).parameters)
         # positions of static arguments that may come positionally
         self._static_positions = {params.index(n): n for n in self._static if n in params}
@@ -345,11 +347,12 @@ class _PersistentJit:
 
     def _program(self, args, kwargs):
         """``(compiled, dynamic args, dynamic kwargs)`` for a call, or None for ``jax.jit``'s path
-        (no persistent cache, several devices, a traced argument, an unhashable static value).
+        (no persistent cache, several devices, ``jax.disable_jit()``, a traced argument, an
+        unhashable static value).
 
         A program another thread is building is waited for, not built twice.
         """
-        if not storable():
+        if not self._keep or jax.config.jax_disable_jit or not storable():
             return None
         if self._static_positions and len(args) > min(self._static_positions):
             kwargs = dict(kwargs)
@@ -408,12 +411,14 @@ def persistent_jit(fun, *, static_argnames=(), compiler_options=None, name=None)
 
     Parameters
     ----------
-    fun : callable (a module-level function: its name is part of the key)
-    static_argnames : tuple of str, passed by keyword
+    fun : callable
+        A module-level function of bayesgmm (its name and bayesgmm's source are part of the key);
+        any other function is compiled by ``jax.jit`` as usual and not kept.
+    static_argnames : tuple of str, passed by keyword or by position
     compiler_options : dict, optional
-    name : str, optional (default ``fun.__name__``)
+    name : str, optional (default ``module.qualname`` of ``fun``)
     """
-    return _PersistentJit(fun, tuple(static_argnames), compiler_options, name or fun.__name__)
+    return _PersistentJit(fun, tuple(static_argnames), compiler_options, name or f"{fun.__module__}.{fun.__qualname__}")
 
 
 def clear_executables() -> None:

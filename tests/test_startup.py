@@ -169,7 +169,8 @@ def test_a_program_is_keyed_by_everything_that_changes_it(monkeypatch):
     with jax.numpy_rank_promotion("raise"):
         assert digest() != base
     # a module-level function is named; a closure has no name stable across processes
-    assert ex.program_digest("f", ex.call_key((("fn", ex.call_key),), (x,)))
+    named = ex.program_digest("f", ex.call_key((("fn", ex.call_key),), (x,)))
+    assert named != ex.program_digest("f", ex.call_key((("fn", ex.program_digest),), (x,)))
     with pytest.raises(ex._NotStorable):
         ex.program_digest("f", ex.call_key((("fn", lambda a: a),), (x,)))
     with pytest.raises(ex._NotStorable):

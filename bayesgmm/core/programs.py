@@ -515,16 +515,19 @@ def fit_em(
     if partition is not None:
         partition = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), partition)
     call_args = (key, xb, wb, prior, reg_covar, tol, start, feature_scale, partition)
+    def start_call(first, r):
+        args = (key, np.int32(first), xb, wb, prior, reg_covar, tol, max_iter_a, n_act, start, feature_scale, partition)
+        return args, dict(n_restarts=r, **static)
+
     if ahead():
-        first, r = batches[0]
+        args, kwargs = start_call(*batches[0])
         with paused_gc():
-            start_prog.prepare(key, np.int32(first), xb, wb, prior, reg_covar, tol, max_iter_a, n_act, start,
-                               feature_scale, partition, n_restarts=r, **static)
+            start_prog.prepare(*args, **kwargs)
         raise CompiledAhead
     with paused_gc(first_call("em_start", call_args, sorted(static.items()) + [("r", batches[0][1])])):
         for first, r in batches:
-            run = start_prog(key, np.int32(first), xb, wb, prior, reg_covar, tol, max_iter_a, n_act, start,
-                             feature_scale, partition, n_restarts=r, **static)
+            args, kwargs = start_call(first, r)
+            run = start_prog(*args, **kwargs)
             run, histories = _finish(run, cont_f, (xb, wb, prior, reg_covar, tol, max_iter_a, n_act), int(max_iter))
             parts.append((_host(run.state.params), _info(run, histories)))
     return _stack(parts)

@@ -201,9 +201,9 @@ def _check_grid(n_components, covariance_types):
 
 #: threads of :class:`_CompileAhead` (at most the CPU count + 1: tracing holds Python's lock,
 #: compiling does not, so one more thread than cores keeps the cores compiling). Measured on the
-#: 2-core machine, faithful BIC grid (4 fit programs and 4 scoring programs), empty cache, two
-#: fresh processes each: 6.2 and 7.0 s with no thread, 5.1 and 5.0 s with one, 4.8 and 4.8 s
-#: with three.
+#: 2-core machine, faithful BIC grid (4 fit programs, and 4 scoring programs at the time; one
+#: since the scoring of small data is shared by the covariance types), empty cache, two fresh
+#: processes each: 6.2 and 7.0 s with no thread, 5.1 and 5.0 s with one, 4.8 and 4.8 s with three.
 _AHEAD_THREADS = 3
 
 

@@ -79,6 +79,23 @@ def test_full_covariances_of_batched_params_per_draw_and_in_jax(ct):
 
 
 @pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_as_full_is_the_same_mixture_exactly(ct, x64):
+    """The full layout of every type (batched, host and jax) has the same weights, means and
+    covariances bit for bit, and the same log-likelihood (float64) as the type's own layout."""
+    p = batched_params(ct)
+    f = p.as_full()
+    assert f.covariance_type == "full" and f.scales.shape == (2, 4, K, D) and f.corr_chol.shape == (2, 4, K, D, D)
+    np.testing.assert_array_equal(f.weights, p.weights)
+    np.testing.assert_array_equal(f.means, p.means)
+    np.testing.assert_array_equal(f.covariances(), p.full_covariances())
+    x = np.random.default_rng(1).normal(size=(50, D))
+    np.testing.assert_allclose(log_likelihood(f[1, 2], x), log_likelihood(p[1, 2], x), rtol=1e-12)
+    out = jax.jit(lambda q: q.as_full().covariances())(p.astype(jnp.float32))
+    np.testing.assert_allclose(np.asarray(out), p.full_covariances(), rtol=1e-5, atol=1e-6)
+    assert (f is p) == (ct == "full")
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
 def test_component_sds_are_the_square_roots_of_the_diagonals(ct):
     p = batched_params(ct, seed=2)
     sds = p.component_sds()

@@ -189,8 +189,9 @@ def test_cache_can_be_turned_off_and_user_settings_are_kept(tmp_path):
 
 
 def test_a_grid_over_components_shares_its_programs(tmp_path):
-    """n_components = 1..6 on small data share one fit program and one scoring program per
-    covariance type (components padded to a bucket)."""
+    """n_components = 1..6 on small data share one fit program per covariance type (components
+    padded to a bucket) and one scoring program for all covariance types (scored in the full
+    layout): 2 + 1 programs for two types."""
     code = _COUNTING + textwrap.dedent(
         """
         import warnings
@@ -205,7 +206,7 @@ def test_a_grid_over_components_shares_its_programs(tmp_path):
         """
     )
     out = _run(code, tmp_path / "cache")
-    assert out["programs"] <= 2 * 2 + PROBE, out
+    assert out["programs"] == 2 + 1 + PROBE, out
     assert out["best"] >= 2
 
 

@@ -316,6 +316,25 @@ class GMMParams:
             out[name] = a if axis is None or a is None else xp.take(a, index, axis=a.ndim + axis)
         return self.replace(**out)
 
+    def as_full(self) -> "GMMParams":
+        """The same mixture in the ``"full"`` layout, exactly (values are copied, not computed).
+
+        ``scales`` become ``(..., K, D)`` (a tied or spherical scale repeated) and ``corr_chol``
+        ``(..., K, D, D)`` (the tied factor repeated; the identity for diag and spherical), so
+        that ``cov_chol()`` and every density are those of the original layout.
+        """
+        ct = self.covariance_type
+        if ct == "full":
+            return self
+        xp = self._xp
+        k, d, batch = self.n_components, self.n_features, self.batch_shape
+        s = self.scales
+        scales = s[..., :, None] if ct == "spherical" else s[..., None, :] if ct == "tied" else s
+        corr = (self.corr_chol[..., None, :, :] if ct == "tied"
+                else xp.eye(d, dtype=s.dtype))
+        return GMMParams(self.weights, self.means, xp.broadcast_to(scales, batch + (k, d)),
+                         xp.broadcast_to(corr, batch + (k, d, d)), "full")
+
     def pad_components(self, n_components: int) -> "GMMParams":
         """Append components up to ``n_components``: weight exactly 0, mean 0, unit covariance.
 

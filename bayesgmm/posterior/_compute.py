@@ -156,7 +156,9 @@ class DrawEvaluator:
         xp = np.zeros((n_rb * self.block_rows, d))
         xp[: self.n_rows] = x
         self._x = jnp.asarray(xp, dtype)
-        self._draws = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), draws)
+        # host arrays: a block of draws is taken on the host and sent, not gathered on the
+        # device (an eager gather compiles a program per field and block shape)
+        self._draws = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), draws)
         self._dtype = dtype
 
     # -- iteration helpers --------------------------------------------------------------------
@@ -167,7 +169,7 @@ class DrawEvaluator:
             idx = np.arange(start, start + b)
             mask = idx < stop
             idx = np.where(mask, idx, stop - 1)  # pad with a valid draw, masked out
-            block = jax.tree_util.tree_map(lambda a: a[idx], self._draws)
+            block = jax.tree_util.tree_map(lambda a: jnp.asarray(a[idx]), self._draws)
             yield start, stop, idx, jnp.asarray(mask), block
 
     def _row_blocks(self):

@@ -10,7 +10,7 @@ import numpy as np
 
 from .density import log_likelihood
 from .missing import masked_log_likelihood
-from .params import GMMParams
+from .params import GMMParams, to_device
 from .prior import Prior, ResolvedPrior, log_prior, resolve_prior
 
 __all__ = ["log_posterior"]
@@ -65,9 +65,9 @@ def log_posterior(params: GMMParams, x, prior=None, sample_weight=None, *, missi
         missing = not isinstance(x, jax.core.Tracer) and bool(np.isnan(np.asarray(x)).any())
     if prior is not None and not isinstance(prior, ResolvedPrior):
         raise TypeError(f"prior must be a Prior, a ResolvedPrior or None, got {prior!r}.")
-    x = jnp.asarray(x, params.means.dtype)
+    x = to_device(x, params.means.dtype)
     if sample_weight is not None:
-        sample_weight = jnp.asarray(sample_weight, x.dtype)
+        sample_weight = to_device(sample_weight, x.dtype)
     return _log_posterior(params, x, prior, sample_weight, missing=bool(missing))
 
 

@@ -31,6 +31,7 @@ is :mod:`bayesgmm.core.units`), relabellings (:meth:`GMMParams.permute`) and hos
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -224,18 +225,12 @@ class GMMParams:
         if xp is np:
             weights, means = np.asarray(weights, np.float64), np.asarray(means, np.float64)
             covariances = np.asarray(covariances, np.float64)
-            chol = np.linalg.cholesky
-        else:
-            xp = jnp
-            weights = jnp.asarray(weights)
-            means = jnp.asarray(means)
-            covariances = jnp.asarray(covariances, dtype=means.dtype)
-            chol = jnp.linalg.cholesky
-        if covariance_type in ("full", "tied"):
-            scales = xp.sqrt(xp.diagonal(covariances, axis1=-2, axis2=-1))
-            corr = covariances / (scales[..., :, None] * scales[..., None, :])
-            return cls(weights, means, scales, chol(corr), covariance_type)
-        return cls(weights, means, xp.sqrt(covariances), None, covariance_type)
+            return cls(weights, means, *_factors(np, covariances, covariance_type), covariance_type)
+        weights = to_device(weights)
+        means = to_device(means)
+        covariances = to_device(covariances, means.dtype)
+        # one program, not one per operation (outside jit each would compile on its own)
+        return cls(weights, means, *_jax_factors(covariances, covariance_type), covariance_type)
 
     @classmethod
     def zeros(cls, n_components: int, n_features: int, covariance_type: str, dtype=np.float64, *,
@@ -385,3 +380,30 @@ jax.tree_util.register_dataclass(
     data_fields=["weights", "means", "scales", "corr_chol"],
     meta_fields=["covariance_type"],
 )
+
+
+def _factors(xp, covariances, covariance_type: str):
+    """``(scales, corr_chol)`` of covariances in scikit-learn's layout (``corr_chol`` None for
+    diag and spherical)."""
+    if covariance_type in ("full", "tied"):
+        scales = xp.sqrt(xp.diagonal(covariances, axis1=-2, axis2=-1))
+        corr = covariances / (scales[..., :, None] * scales[..., None, :])
+        return scales, xp.linalg.cholesky(corr)
+    return xp.sqrt(covariances), None
+
+
+_jax_factors = jax.jit(functools.partial(_factors, jnp), static_argnums=1)
+
+
+def to_device(a, dtype=None):
+    """``a`` as a JAX array of ``dtype`` (default: its own), in JAX's canonical dtype (float64
+    becomes float32 without x64 mode).
+
+    Host data are converted on the host and copied with ``jax.device_put``: ``jnp.asarray`` of a
+    numpy array or a list runs a program on the device, compiled once per shape and dtype (about
+    30 ms each in a fresh process). JAX arrays and tracers go through ``jnp.asarray``.
+    """
+    if isinstance(a, jax.Array):
+        return jnp.asarray(a, dtype)
+    h = np.asarray(a) if dtype is None else np.asarray(a, dtype)
+    return jax.device_put(h.astype(jax.dtypes.canonicalize_dtype(h.dtype), copy=False))

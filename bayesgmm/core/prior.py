@@ -27,7 +27,7 @@ import numpy as np
 from jax.scipy.special import gammaln, multigammaln
 
 from . import linalg
-from .params import GMMParams
+from .params import GMMParams, to_device
 
 __all__ = [
     "SCALE_PRIORS",
@@ -319,7 +319,7 @@ def resolve_prior(
         asarray = lambda a: np.asarray(a, np.float64)  # noqa: E731
     else:
         dtype = dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
-        asarray = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+        asarray = lambda a: to_device(a, dtype)  # noqa: E731
 
     def vec(name, value, default, length):
         arr = np.asarray(default if value is None else value, dtype=np.float64)

@@ -27,7 +27,7 @@ from jax.scipy.special import logsumexp
 
 from ..core.density import log_likelihood, weighted_log_prob
 from ..core.missing import impute_draw, masked_log_likelihood, masked_weighted_log_prob
-from ..core.params import GMMParams
+from ..core.params import GMMParams, to_device
 from ..core.programs import default_dtype
 
 __all__ = ["DrawEvaluator", "evenly_spaced", "flatten_draws"]
@@ -155,9 +155,9 @@ class DrawEvaluator:
         n_rb = -(-self.n_rows // self.block_rows)
         xp = np.zeros((n_rb * self.block_rows, d))
         xp[: self.n_rows] = x
-        self._x = jnp.asarray(xp, dtype)
-        # host arrays: a block of draws is taken on the host and sent, not gathered on the
-        # device (an eager gather compiles a program per field and block shape)
+        self._x = to_device(xp, dtype)
+        # host arrays: a block of draws is taken on the host and sent (to_device), not gathered
+        # on the device (an eager gather compiles a program per field and block shape)
         self._draws = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), draws)
         self._dtype = dtype
 
@@ -169,8 +169,8 @@ class DrawEvaluator:
             idx = np.arange(start, start + b)
             mask = idx < stop
             idx = np.where(mask, idx, stop - 1)  # pad with a valid draw, masked out
-            block = jax.tree_util.tree_map(lambda a: jnp.asarray(a[idx]), self._draws)
-            yield start, stop, idx, jnp.asarray(mask), block
+            block = jax.tree_util.tree_map(lambda a: to_device(a[idx]), self._draws)
+            yield start, stop, idx, to_device(mask), block
 
     def _row_blocks(self):
         r = self.block_rows
@@ -203,7 +203,7 @@ class DrawEvaluator:
         if perms is None:
             perms = np.broadcast_to(np.arange(k), (self.n_draws, k))
         for _, _, idx, mask, block in self._draw_blocks():
-            pb = jnp.asarray(perms[idx], jnp.int32)
+            pb = to_device(perms[idx], np.int32)
             for r0, r1, xr in self._row_blocks():
                 part = _perm_resp_sum_kernel(block, mask, pb, xr, missing=self.missing)
                 out[r0:r1] += np.asarray(part, np.float64)[: r1 - r0]
@@ -221,7 +221,7 @@ class DrawEvaluator:
         d = self._x.shape[1]
         out = np.empty((self.n_draws, self.n_rows, d))
         for s0, s1, idx, _, block in self._draw_blocks():
-            pos = jnp.asarray(idx, jnp.int32)
+            pos = to_device(idx, np.int32)
             for r0, r1, xr in self._row_blocks():
                 part = _impute_kernel(block, xr, key, pos, jnp.int32(r0))
                 out[s0:s1, r0:r1] = np.asarray(part, np.float64)[: s1 - s0, : r1 - r0]
@@ -234,7 +234,7 @@ class DrawEvaluator:
         """
         qp = np.zeros((self._x.shape[0], self.n_components))
         qp[: self.n_rows] = qw  # padding rows carry weight 0
-        qp = jnp.asarray(qp, self._dtype)
+        qp = to_device(qp, self._dtype)
         out = np.zeros((self.n_draws, self.n_components, self.n_components))
         r = self.block_rows
         for s0, s1, _, _, block in self._draw_blocks():

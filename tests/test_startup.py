@@ -22,10 +22,12 @@ _COUNTING = textwrap.dedent(
     import json, sys
     import jax, jax.monitoring
     from bayesgmm.core import executables
-    counts = {"programs": 0, "cache_hits": 0, "loaded": 0, "stored": 0}
+    counts = {"programs": 0, "cache_hits": 0, "loaded": 0, "stored": 0, "trace_names": []}
     def on_duration(event, duration, **kw):
         if event == "/jax/core/compile/backend_compile_duration":
             counts["programs"] += 1
+        elif event == "/jax/core/compile/jaxpr_trace_duration":
+            counts["trace_names"].append(str(kw.get("fun_name")))
     def on_event(event, **kw):
         if event == "/jax/compilation_cache/cache_hits":  # (a hit is a backend_compile event too)
             counts["cache_hits"] += 1
@@ -127,6 +129,10 @@ def test_a_second_process_loads_the_nuts_program_whole(tmp_path):
     assert first["stored"] == 2 and first["loaded"] == 0  # the EM and the NUTS programs
     second = _run(code, cache)
     assert (second["stored"], second["loaded"]) == (0, 2), second
+    # (the posterior's small helpers -- relabelling costs -- are still compiled; the samplers'
+    # and the EM's programs are not even traced)
+    assert "program" in first["trace_names"] and "em_start" in first["trace_names"], first["trace_names"]
+    assert not {"program", "em_start"} & set(second["trace_names"]), second["trace_names"]
     assert second["draws"] == first["draws"]
 
 

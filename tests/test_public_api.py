@@ -32,7 +32,8 @@ def faithful():
     gm = GaussianMixture(2, random_state=0).fit(X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # short chains: R-hat / ESS warnings
-        post = gm.fit_posterior(X, num_warmup=100, num_samples=40, num_chains=2, random_state=1,
+        # the sampler settings of the command line's report (tests/test_cli.py): one NUTS program
+        post = gm.fit_posterior(X, num_warmup=100, num_samples=100, num_chains=2, random_state=1,
                                 progress_bar=False)
     post.feature_names = list(names)
     return X, gm, post
@@ -97,9 +98,9 @@ def test_extend_continues_the_chains(faithful):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         longer = post.extend(20)
-    assert longer.draws.means.shape == (2, 60, 2, 2)
-    np.testing.assert_array_equal(longer.raw_draws.means[:, :40], post.raw_draws.means)
-    assert np.all(np.isfinite(longer.draws.means[:, 40:]))
+    assert longer.draws.means.shape == (2, 120, 2, 2)
+    np.testing.assert_array_equal(longer.raw_draws.means[:, :100], post.raw_draws.means)
+    assert np.all(np.isfinite(longer.draws.means[:, 100:]))
 
 
 def test_plot_comparison_and_plot_criteria_equal_the_methods(faithful):

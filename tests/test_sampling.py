@@ -384,6 +384,52 @@ def test_vi_program_is_reused_for_new_starts_and_data():
     assert not run_svi(jax.random.PRNGKey(1), x2, init=fit2.params, optimizer=opt, **kw).info["cache_hit"]
 
 
+def test_samplers_share_one_program_across_nearby_data_sizes():
+    """Data of 300 and 400 rows run the same compiled NUTS and full-batch SVI programs (rows
+    padded to ``sampler_rows`` = 512 with weight 0; the guide's initial scale, which depends on the
+    data's weight, an argument), and the padding leaves the posterior alone: each draw's ``lp`` is
+    the log posterior of the unpadded data. A minibatch SVI keeps the real rows."""
+    from bayesgmm.infer.problem import _prepare, sampler_rows
+
+    rng = np.random.default_rng(8)
+    x = np.concatenate([rng.normal(-2.0, 0.7, (200, 1)), rng.normal(2.0, 1.0, (200, 1))])[rng.permutation(400)]
+    kw = dict(n_components=2, covariance_type="diag", prior=Prior())
+    runs = []
+    for n in (300, 400):
+        fit = fit_map(jax.random.PRNGKey(0), x[:n], **kw)
+        nuts = run_nuts(jax.random.PRNGKey(1), x[:n], init=fit.params, num_warmup=60, num_samples=30, num_chains=1,
+                        **kw)
+        vi = run_svi(jax.random.PRNGKey(1), x[:n], init=fit.params, num_steps=100, num_samples=10, **kw)
+        runs.append((n, nuts, vi))
+        with jax.enable_x64(True):
+            for s in (0, 29):
+                draw = nuts.draws[0, s].astype(np.float64)
+                np.testing.assert_allclose(nuts.sample_stats["lp"][0, s], float(log_posterior(draw, x[:n], Prior())),
+                                           rtol=2e-5)
+            draw = vi.draws[0, 3].astype(np.float64)
+            np.testing.assert_allclose(vi.sample_stats["lp"][0, 3], float(log_posterior(draw, x[:n], Prior())),
+                                       rtol=2e-5)
+    (_, nuts1, vi1), (_, nuts2, vi2) = runs
+    assert nuts2.info["cache_hit"] and vi2.info["cache_hit"]
+    assert not np.array_equal(vi1.info["elbo"], vi2.info["elbo"])  # other data, other run
+    assert sampler_rows(300) == sampler_rows(400) == 512
+    fit = fit_map(jax.random.PRNGKey(0), x[:300], **kw)
+    assert _prepare(x[:300], 2, "diag", Prior(), fit.params, None, "t").z.shape == (512, 1)
+    assert _prepare(x[:300], 2, "diag", Prior(), fit.params, None, "t", pad=False).z.shape == (300, 1)
+
+
+def test_sampler_rows_buckets():
+    """Powers of two (at least 32) up to 1024 rows, then eighths of an octave: at most 12.5% padding,
+    8 programs per doubling of the data."""
+    from bayesgmm.infer.problem import sampler_rows
+
+    assert [sampler_rows(n) for n in (1, 32, 33, 272, 1024)] == [32, 32, 64, 512, 1024]
+    ns = np.arange(1025, 20_000)
+    rows = np.array([sampler_rows(n) for n in ns])
+    assert np.all(rows >= ns) and np.all(rows < 1.125 * ns) and np.all(np.diff(rows) >= 0)
+    assert len(set(rows[(ns > 4096) & (ns <= 8192)])) == 8
+
+
 @pytest.mark.slow
 def test_vi_minibatch_matches_full_batch():
     rng = np.random.default_rng(21)

@@ -186,6 +186,20 @@ def init_at(values: dict):
     return init_to_value(values=values)
 
 
+def autoguide(guide_cls, model, *, init_scale=None, **kwargs):
+    """``guide_cls(model, **kwargs)`` (a NumPyro autoguide) starting its scales at ``init_scale``.
+
+    ``init_scale`` may be a traced value, so that one compiled SVI program serves data of every
+    size (the scale is set from the data's weight): NumPyro's autoguides check it at construction
+    and read it (``self._init_scale``) only in ``jnp.full`` / a product when the guide first runs,
+    so the guide is built with the default and its scale set afterwards. None: the default.
+    """
+    guide = guide_cls(model, **kwargs)
+    if init_scale is not None:
+        guide._init_scale = init_scale
+    return guide
+
+
 class OrderedTraceELBO(ELBO):
     """Single-particle ``Trace_ELBO``: ``log p(x, z) - log q(z)`` at one draw ``z ~ q``.
 

@@ -31,7 +31,7 @@ from ..core.programs import default_dtype
 from ..core.units import log_jacobian, observed_weight
 from ..models.gmm import gmm_model, params_from_sample
 from .problem import (
-    _check_data, _check_finite_draws, _check_int, _constrain, _fold_draws, _folds, _prepare, _Problem,
+    _check_data, _check_finite_draws, _check_int, _constrain, _device_rows, _fold_draws, _folds, _prepare, _Problem,
     _site_transforms, _std_sites,
 )
 from .programs import cached_program, nuts_compile_options, program_key
@@ -509,13 +509,13 @@ def _extension_setup(result: SamplerResult, x, sample_weight, num_samples) -> tu
     fold = _folds(rprior) and not _has_site(result.state, "means_first")
     if fold:
         zprior = zprior.replace(ordered_means=False)
-    z = jnp.asarray((x64 - shift) / scale, dtype)
-    w = None if w64 is None else jnp.asarray(w64, dtype)
+    # the rows padded as the run's were (its program, and the same draws as one longer run)
+    z, w = _device_rows((x64 - shift) / scale, w64, dtype, pad=True)
     total_weight = float(x64.shape[0] if w64 is None else w64.sum())
     last = jax.tree_util.tree_map(lambda a: np.asarray(a[0, -1], np.float64), draws)
     sites = _std_sites(last, shift, scale, dtype, zprior.ordered_means)
     problem = _Problem(z, w, zprior, rprior, shift, scale, total_weight, sites, k, d, ct, dtype, fold,
-                       missing, observed_weight(x64, w64) if missing else None)
+                       missing, observed_weight(x64, w64) if missing else None, x64.shape[0])
     info = dict(result.info)
     cfg = NUTSConfig(k, ct, int(result.num_chains), info.get("chain_method", "vectorized"),
                      int(result.num_warmup), num_samples, bool(info.get("dense_mass", False)),

@@ -63,9 +63,8 @@ class SVIConfig(NamedTuple):
     num_steps: int
     num_samples: int  # draws from the fitted guide
     batch_size: int | None
-    n_rows: int  # rows of the data
+    n_rows: int  # rows of the program's data (a full batch: padded, see problem.sampler_rows)
     learning_rate: float
-    init_scale: float
     log_density: bool
     missing: bool = False  # the data have NaN cells, marginalised out (the model's ``missing``)
 
@@ -166,10 +165,13 @@ def run_svi(
             )
 
     t_start = time.perf_counter()
-    problem = _prepare(x, n_components, covariance_type, prior, init, sample_weight, "run_svi")
-    n = problem.z.shape[0]
-    if batch_size is not None and batch_size >= n:
+    n_x = np.shape(x)[0] if np.ndim(x) == 2 else None  # (_prepare refuses other shapes)
+    if batch_size is not None and n_x is not None and batch_size >= n_x:
         batch_size = None
+    # full batch: the rows padded (one program for nearby sizes); a minibatch draws real rows
+    problem = _prepare(x, n_components, covariance_type, prior, init, sample_weight, "run_svi",
+                       pad=batch_size is None)
+    n = problem.n_rows
     if log_density is None:
         log_density = batch_size is None and num_samples * n <= _DRAW_LOG_DENSITY_BUDGET
     log_density = bool(log_density)
@@ -183,19 +185,17 @@ def run_svi(
     init_scale = float(np.clip(1.0 / math.sqrt(max(problem.total_weight / problem.k, 1.0)), 1e-3, 0.1))
     site_names = tuple(problem.init_sites)
 
-    def make_svi(init_sites):
-        # the start enters the program as an argument, so that another start (another MAP) of the
-        # same shapes reuses the compiled program
-        guide_kw = {"init_loc_fn": _numpyro.init_at(init_sites)}
-        if guide != "delta":
-            guide_kw["init_scale"] = init_scale
-        guide_obj = GUIDES[guide](model, **guide_kw)
+    def make_svi(init_sites, init_scale):
+        # the start and the guide's initial scale enter the program as arguments, so that another
+        # start (another MAP) of the same shapes, or data of another size, reuse the program
+        guide_obj = _numpyro.autoguide(GUIDES[guide], model, init_loc_fn=_numpyro.init_at(init_sites),
+                                       init_scale=None if guide == "delta" else init_scale)
         return guide_obj, SVI(model, guide_obj, optimizer, _numpyro.OrderedTraceELBO())
 
-    def program(rng_key, init_sites, data, shift, scale):
+    def program(rng_key, init_sites, data, shift, scale, init_scale):
         # one program: guide set-up, optimisation, draws and their log posterior (the guide's
         # set-up stores traced values on the guide object, so they must share one trace)
-        guide_obj, svi = make_svi(init_sites)
+        guide_obj, svi = make_svi(init_sites, init_scale)
         key_init, key_draw = jax.random.split(rng_key)
         state = svi.init(key_init, **data)
 
@@ -222,11 +222,11 @@ def run_svi(
         return params, losses, draws_z.unstandardise(shift, scale), lp_z[None]
 
     args = (rng_key, problem.init_sites, problem.data, np.asarray(problem.shift, problem.dtype),
-            np.asarray(problem.scale, problem.dtype))
+            np.asarray(problem.scale, problem.dtype), np.asarray(init_scale, problem.dtype))
     cache_key = None
     if not progress_bar and user_optimizer is None:
-        cfg = SVIConfig(problem.k, covariance_type, guide, num_steps, num_samples, batch_size, n,
-                        float(learning_rate), init_scale, log_density, problem.missing)
+        cfg = SVIConfig(problem.k, covariance_type, guide, num_steps, num_samples, batch_size, problem.z.shape[0],
+                        float(learning_rate), log_density, problem.missing)
         cache_key = program_key("svi", cfg, args)
     t0 = time.perf_counter()
 

@@ -419,8 +419,8 @@ def test_samplers_share_one_program_across_nearby_data_sizes():
 
 
 def test_sampler_rows_buckets():
-    """Powers of two (at least 32) up to 1024 rows, then eighths of an octave: at most 12.5% padding,
-    8 programs per doubling of the data."""
+    """Powers of two (at least 32) up to 1024 rows, then eighths of an octave (at most 12.5%
+    padding, 8 programs per doubling of the data), then 64ths beyond 65536 rows."""
     from bayesgmm.infer.problem import sampler_rows
 
     assert [sampler_rows(n) for n in (1, 32, 33, 272, 1024)] == [32, 32, 64, 512, 1024]
@@ -428,6 +428,8 @@ def test_sampler_rows_buckets():
     rows = np.array([sampler_rows(n) for n in ns])
     assert np.all(rows >= ns) and np.all(rows < 1.125 * ns) and np.all(np.diff(rows) >= 0)
     assert len(set(rows[(ns > 4096) & (ns <= 8192)])) == 8
+    big = np.array([100_000, 1_000_000, 3_000_001])
+    assert np.all([(sampler_rows(n) >= n) & (sampler_rows(n) <= 1.016 * n) for n in big])
 
 
 @pytest.mark.slow

@@ -335,7 +335,9 @@ def run_nuts(
     x : array-like of shape (n_samples, n_features)
         Finite, except NaN for missing cells: each row's likelihood is then the marginal density
         of its observed cells (missing at random; ``sample_stats["lp"]`` is
-        :func:`bayesgmm.log_posterior` on the same data).
+        :func:`bayesgmm.log_posterior` on the same data). The program runs on the rows padded
+        with rows of weight 0 to :func:`bayesgmm.infer.problem.sampler_rows` (they are left out
+        exactly), so that data of nearby sizes share one compiled program.
     n_components : int
     covariance_type : {"full", "tied", "diag", "spherical"}
     prior : Prior

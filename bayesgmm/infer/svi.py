@@ -94,7 +94,10 @@ def run_svi(
     rng_key : jax PRNG key
     x : array-like of shape (n_samples, n_features)
         Finite, except NaN for missing cells: each row's likelihood is then the marginal density
-        of its observed cells (missing at random); minibatches work the same way.
+        of its observed cells (missing at random); minibatches work the same way. A full batch
+        runs on the rows padded with rows of weight 0 to
+        :func:`bayesgmm.infer.problem.sampler_rows` (left out exactly), so that data of nearby
+        sizes share one compiled program; minibatches are drawn from the real rows.
     n_components : int
     covariance_type : {"full", "tied", "diag", "spherical"}
     prior : Prior

@@ -192,12 +192,16 @@ def unconstrained(params: GMMParams):
     from numpyro.distributions.transforms import CorrCholeskyTransform
 
     t = CorrCholeskyTransform()
-    parts = [jnp.log(params.weights), params.means.ravel(), jnp.log(params.scales).ravel()]
-    if params.corr_chol is not None:
-        parts.append(t.inv(params.corr_chol).ravel())
-    shapes = [p.shape for p in (params.weights, params.means, params.scales)]
-    cshape = None if params.corr_chol is None else t.inv(params.corr_chol).shape
-    flat = jnp.concatenate([p.ravel() for p in parts])
+
+    def to_flat(p):
+        parts = [jnp.log(p.weights), p.means.ravel(), jnp.log(p.scales).ravel()]
+        if p.corr_chol is not None:
+            parts.append(t.inv(p.corr_chol).ravel())
+        return jnp.concatenate(parts)
+
+    shapes = [np.shape(p) for p in (params.weights, params.means, params.scales)]
+    cshape = None if params.corr_chol is None else jax.eval_shape(t.inv, params.corr_chol).shape
+    flat = jax.jit(to_flat)(params)  # one program (op by op, each operation compiles its own)
 
     def unpack(v):
         i = 0

@@ -65,11 +65,12 @@ def test_masked_log_likelihood_is_scipy_marginal_density(ct, x64):
     xm = _remove(x, 0.35, seed=4)
     xm[0] = x[0]  # a complete row
     p = jax.tree_util.tree_map(jnp.asarray, params_from_cov(w, m, c, ct))
-    got = np.asarray(M.masked_log_likelihood(p, jnp.asarray(xm)))
+    masked = jax.jit(M.masked_log_likelihood)  # one program (op by op, each operation compiles)
+    got = np.asarray(masked(p, jnp.asarray(xm)))
     np.testing.assert_allclose(got, _scipy_marginal(xm, w, m, cf), rtol=1e-10, atol=1e-10)
     # complete rows: the complete-data density
     np.testing.assert_allclose(
-        np.asarray(M.masked_log_likelihood(p, jnp.asarray(x))), np.asarray(log_likelihood(p, jnp.asarray(x))),
+        np.asarray(masked(p, jnp.asarray(x))), np.asarray(jax.jit(log_likelihood)(p, jnp.asarray(x))),
         rtol=1e-12, atol=1e-12,
     )
 
@@ -81,7 +82,7 @@ def test_expected_statistics_of_complete_blocks_are_the_estep_statistics(ct, x64
     w = np.linspace(0.5, 2, 70)
     xb, wb = to_blocks(jnp.asarray(x), jnp.asarray(w), 32)
     mb, mwb = M.pattern_blocks(x, w, 32, np.float64)  # one pattern: every cell observed
-    for a, b in zip(estep_stats(p, xb, wb), M.estep_stats_missing(p, mb, mwb)):
+    for a, b in zip(jax.jit(estep_stats)(p, xb, wb), jax.jit(M.estep_stats_missing)(p, mb, mwb)):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-10)
 
 

@@ -266,3 +266,32 @@ def test_saving_and_loading_sampler_state_does_not_import_numpyro():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize("name", ["normal", "multivariate_normal", "low_rank"])
+def test_autoguide_takes_a_traced_initial_scale(name):
+    """``_numpyro.autoguide`` starts the guide's scales at a traced ``init_scale`` (run_svi passes
+    it as a program argument, so that data of every size share one program): the initial guide
+    parameters under ``jit`` equal those of the guide built with the number."""
+    import optax
+    from numpyro.infer import SVI, Trace_ELBO
+
+    from bayesgmm.infer.svi import GUIDES
+
+    def model():
+        numpyro.sample("a", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+        numpyro.sample("b", dist.HalfNormal(1.0))
+
+    def initial(guide):
+        svi = SVI(model, guide, optax.adam(0.1), Trace_ELBO())
+        return svi.get_params(svi.init(jax.random.PRNGKey(0)))
+
+    cls = GUIDES[name]
+    traced = jax.jit(lambda s: initial(_numpyro.autoguide(cls, model, init_scale=s)))(jnp.float32(0.037))
+    want = jax.jit(lambda: initial(cls(model, init_scale=0.037)))()  # the number, a constant
+    assert sorted(traced) == sorted(want)
+    for k in want:
+        np.testing.assert_allclose(traced[k], want[k], rtol=1e-6, err_msg=k)
+    # the scale really is the argument (not the default 0.1)
+    other = jax.jit(lambda s: initial(_numpyro.autoguide(cls, model, init_scale=s)))(jnp.float32(0.5))
+    assert any(not np.allclose(other[k], want[k]) for k in want)

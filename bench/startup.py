@@ -18,6 +18,10 @@ run one after another on the same data (the embedded Old Faithful set, 272 x 2):
 * ``grid``: the BIC grid ``n_components = 1..6`` x the four covariance types with ``n_init=10``:
   ``bayesgmm.select`` against a loop over scikit-learn's ``GaussianMixture(...).fit(X).bic(X)``.
   ``grid again`` is the same grid a second time in the same process.
+* ``groups``: a MAP, then NUTS (500 + 500 draws x 2 chains) and VI through ``fit_posterior``, on
+  four random subsets of 180, 210, 230 and 250 rows of the data (groups of a data set fitted one
+  by one): the samplers' rows are padded to one bucket (``sampler_rows``), so the four share one
+  NUTS and one VI program; ``groups 2-4`` is the samplers' time after the first group.
 * ``main job``: ``bayesgmm fit`` (the README's first command, NUTS and VI included) without the
   report's figures being looked at; wall time of the whole command.
 
@@ -119,6 +123,26 @@ WORKFLOWS = {
         t2 = time.perf_counter()
         out = {"seconds": t1 - t0, "again_seconds": t2 - t1, "best": str(sel.best_params_), **first}
     """,
+    "groups_bayesgmm": """
+        import warnings
+        import numpy as np
+        import bayesgmm
+        from bayesgmm.datasets import load_faithful
+        _listen()
+        X, _ = load_faithful()
+        rng = np.random.default_rng(0)
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        later = 0.0
+        for i, n in enumerate((180, 210, 230, 250)):  # four groups of nearby sizes: one row bucket
+            x = X[rng.permutation(len(X))[:n]]
+            gm = bayesgmm.GaussianMixture(2, random_state=0).fit(x)
+            t = time.perf_counter()
+            gm.fit_posterior(x, method="nuts", num_warmup=500, num_samples=500, num_chains=2, random_state=1)
+            gm.fit_posterior(x, method="vi", random_state=1)
+            later += (time.perf_counter() - t) if i else 0.0
+        out = {"seconds": time.perf_counter() - t0, "later_seconds": later, **counts}
+    """,
     "grid_sklearn": """
         import warnings
         from sklearn.mixture import GaussianMixture
@@ -182,6 +206,12 @@ def measure(repeat: int, with_main_job: bool, timeout: float) -> dict:
                 empty.append(_run(bg, cache, timeout))
                 warm.append(_run(bg, cache, timeout))
         results[bg + "_empty"], results[bg + "_warm"] = empty, warm
+    empty, warm = [], []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="bayesgmm-bench-xla-") as cache:
+            empty.append(_run("groups_bayesgmm", cache, timeout))
+            warm.append(_run("groups_bayesgmm", cache, timeout))
+    results["groups_bayesgmm_empty"], results["groups_bayesgmm_warm"] = empty, warm
     if with_main_job:
         empty, warm = [], []
         for _ in range(repeat):
@@ -215,6 +245,13 @@ def table(results: dict) -> str:
         f"| the same grid again in the same process | - | {m(results['grid_bayesgmm_empty'], 'again_seconds'):.2f} s | "
         f"{m(results['grid_bayesgmm_warm'], 'again_seconds'):.2f} s | - | - | - | - |"
     )
+    if "groups_bayesgmm_empty" in results:
+        e, w = results["groups_bayesgmm_empty"], results["groups_bayesgmm_warm"]
+        rows.append(
+            f"| NUTS + VI (`fit_posterior`) on four groups of 180-250 rows (one row bucket) | - | {m(e):.1f} s "
+            f"(groups 2-4: {m(e, 'later_seconds'):.1f} s) | {m(w):.1f} s | - | - | "
+            f"{m(e, 'programs'):.0f} / {m(w, 'programs'):.0f} | {m(w, 'loaded'):.0f} / {m(w, 'cache_hits'):.0f} |"
+        )
     if "main_job_empty" in results:
         rows.append(
             f"| `bayesgmm fit` (README main job: EM, NUTS, VI, report) | - | {m(results['main_job_empty']):.1f} s | "

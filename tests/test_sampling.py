@@ -415,7 +415,8 @@ def test_samplers_share_one_program_across_nearby_data_sizes():
     assert sampler_rows(300) == sampler_rows(400) == 512
     fit = fit_map(jax.random.PRNGKey(0), x[:300], **kw)
     assert _prepare(x[:300], 2, "diag", Prior(), fit.params, None, "t").z.shape == (512, 1)
-    assert _prepare(x[:300], 2, "diag", Prior(), fit.params, None, "t", pad=False).z.shape == (300, 1)
+    assert _prepare(x[:300], 2, "diag", Prior(), fit.params, None, "t", batch_size=64).z.shape == (300, 1)
+    assert _prepare(x[:300], 2, "diag", Prior(), fit.params, None, "t", batch_size=300).z.shape == (512, 1)
 
 
 def test_sampler_rows_buckets():

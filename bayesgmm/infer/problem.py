@@ -111,11 +111,11 @@ def _device_rows(z64, w64, dtype, pad: bool):
     return z, w
 
 
-def _prepare(x, n_components, covariance_type, prior, init, sample_weight, caller, pad: bool = True) -> _Problem:
+def _prepare(x, n_components, covariance_type, prior, init, sample_weight, caller, batch_size=None) -> _Problem:
     """Check the inputs of a sampler and build its :class:`_Problem` (``caller`` names it in errors).
 
-    ``pad``: the data rows padded to :func:`sampler_rows` (see :func:`_device_rows`); not for a
-    minibatch SVI, which draws its batches from the rows.
+    The data rows are padded to :func:`sampler_rows` (see :func:`_device_rows`), unless a
+    ``batch_size`` smaller than the data is given: minibatches are drawn from the real rows.
     """
     check_covariance_type(covariance_type)
     k = _check_int("n_components", n_components, 1)
@@ -142,6 +142,7 @@ def _prepare(x, n_components, covariance_type, prior, init, sample_weight, calle
     fold = _folds(rprior)
     if fold:
         zprior = zprior.replace(ordered_means=False)
+    pad = batch_size is None or batch_size >= n
     z, w = _device_rows((x64 - shift) / scale, None if sample_weight is None else w64, dtype, pad)
 
     init = _check_init(init, k, d, covariance_type)

@@ -168,13 +168,11 @@ def run_svi(
             )
 
     t_start = time.perf_counter()
-    n_x = np.shape(x)[0] if np.ndim(x) == 2 else None  # (_prepare refuses other shapes)
-    if batch_size is not None and n_x is not None and batch_size >= n_x:
-        batch_size = None
     # full batch: the rows padded (one program for nearby sizes); a minibatch draws real rows
-    problem = _prepare(x, n_components, covariance_type, prior, init, sample_weight, "run_svi",
-                       pad=batch_size is None)
+    problem = _prepare(x, n_components, covariance_type, prior, init, sample_weight, "run_svi", batch_size)
     n = problem.n_rows
+    if batch_size is not None and batch_size >= n:
+        batch_size = None
     if log_density is None:
         log_density = batch_size is None and num_samples * n <= _DRAW_LOG_DENSITY_BUDGET
     log_density = bool(log_density)

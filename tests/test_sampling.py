@@ -12,6 +12,7 @@ import re
 
 from bayesgmm import _arviz
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -198,7 +199,6 @@ def test_nuts_programs_compile_without_ynnpack_fusions():
     """The NUTS programs use XLA's own CPU kernels, not YNNPACK fusions, which made a leapfrog
     step 2-2.5x slower (bench/RESULTS.md, "NUTS: where the time goes"); a jaxlib without the option
     compiles with its defaults."""
-    import jax.numpy as jnp
 
     from bayesgmm.core.programs import _accepted_options
     from bayesgmm.infer.programs import nuts_compile_options
@@ -417,6 +417,68 @@ def test_samplers_share_one_program_across_nearby_data_sizes():
     assert _prepare(x[:300], 2, "diag", Prior(), fit.params, None, "t").z.shape == (512, 1)
     assert _prepare(x[:300], 2, "diag", Prior(), fit.params, None, "t", batch_size=64).z.shape == (300, 1)
     assert _prepare(x[:300], 2, "diag", Prior(), fit.params, None, "t", batch_size=300).z.shape == (512, 1)
+
+
+def test_samplers_share_one_program_across_nearby_lengths():
+    """The number of draws (NUTS, its extension, VI), VI's steps and its learning rate are
+    arguments of the programs: runs whose lengths share a ``draw_slots`` bucket reuse one program
+    (the configurations of the test above: nothing new is compiled), and a shorter run's draws
+    are the first draws of a longer one with the same key, exactly."""
+    from bayesgmm.infer.nuts import extend_nuts
+    from bayesgmm.infer.problem import draw_slots
+
+    rng = np.random.default_rng(8)
+    x = np.concatenate([rng.normal(-2.0, 0.7, (200, 1)), rng.normal(2.0, 1.0, (200, 1))])[rng.permutation(400)]
+    kw = dict(n_components=2, covariance_type="diag", prior=Prior())
+    fit = fit_map(jax.random.PRNGKey(0), x[:300], **kw)
+    nuts = {n: run_nuts(jax.random.PRNGKey(1), x[:300], init=fit.params, num_warmup=60, num_samples=n, num_chains=1,
+                        **kw) for n in (30, 20)}
+    assert nuts[20].info["cache_hit"] and nuts[20].draws.means.shape == (1, 20, 2, 1)
+    np.testing.assert_array_equal(nuts[20].draws.means, nuts[30].draws.means[:, :20])
+    for name in ("lp", "n_steps", "step_size", "diverging"):
+        np.testing.assert_array_equal(nuts[20].sample_stats[name], nuts[30].sample_stats[name][:, :20])
+    # extensions of 10 and 7 draws: one program; 20 draws + 10 more are the 30-draw run
+    ext = {n: extend_nuts(nuts[20], x[:300], num_samples=n) for n in (10, 7)}
+    assert ext[7].info["cache_hit"] and ext[7].draws.means.shape == (1, 7, 2, 1)
+    np.testing.assert_array_equal(ext[7].draws.means, ext[10].draws.means[:, :7])
+    np.testing.assert_array_equal(np.concatenate([nuts[20].draws.means, ext[10].draws.means], axis=1),
+                                  nuts[30].draws.means)
+    vi = run_svi(jax.random.PRNGKey(1), x[:300], init=fit.params, num_steps=100, num_samples=10, **kw)
+    fewer = run_svi(jax.random.PRNGKey(1), x[:300], init=fit.params, num_steps=100, num_samples=7, **kw)
+    longer = run_svi(jax.random.PRNGKey(1), x[:300], init=fit.params, num_steps=120, num_samples=10,
+                     learning_rate=0.02, **kw)
+    assert fewer.info["cache_hit"] and longer.info["cache_hit"]
+    np.testing.assert_array_equal(fewer.draws.means, vi.draws.means[:, :7])
+    np.testing.assert_array_equal(fewer.info["elbo"], vi.info["elbo"])
+    assert longer.info["elbo"].shape == (120,) and not np.allclose(longer.info["elbo"][:100], vi.info["elbo"])
+    assert [draw_slots(n) for n in (7, 10, 20, 30, 100, 120, 500)] == [32, 32, 32, 32, 128, 128, 512]
+
+
+def test_default_vi_optimiser_follows_optax_cosine_decay():
+    """The default optimiser's schedule, with a traced learning rate and number of steps, is
+    ``optax.cosine_decay_schedule``'s at every step (the oracle takes them as numbers)."""
+    from bayesgmm.infer.svi import _FINAL_LR_FRACTION, _default_optimizer
+
+    lr, steps = 0.03, 250
+    oracle = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=_FINAL_LR_FRACTION))
+    grads = {"a": jnp.linspace(-1.0, 2.0, 5)}
+
+    @jax.jit
+    def run(lr, steps):
+        opt = _default_optimizer(lr, steps)
+        state, ostate = opt.init(grads), oracle.init(grads)
+
+        def body(carry, g):
+            state, ostate = carry
+            u, state = opt.update(g, state)
+            v, ostate = oracle.update(g, ostate)
+            return (state, ostate), (u["a"], v["a"])
+
+        gs = {"a": jnp.sin(jnp.arange(300.0))[:, None] * grads["a"]}
+        return jax.lax.scan(body, (state, ostate), gs)[1]
+
+    ours, theirs = run(jnp.float32(lr), jnp.int32(steps))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-9)
 
 
 def test_sampler_rows_buckets():

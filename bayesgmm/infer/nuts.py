@@ -5,11 +5,13 @@ rather than the ``MCMC`` class: warm-up and sampling run in one loop of one ahea
 compiled program (the NUTS kernel is compiled once, where ``MCMC.warmup`` + ``MCMC.run`` compile
 it twice and ``MCMC.run`` recompiles on every call), compilation is timed apart from running, and
 the compiled program is cached per :class:`NUTSConfig` and argument shapes
-(:mod:`bayesgmm.infer.programs`). Data, prior values, the start and the jitter are arguments of
-the program, not constants baked into it. A fresh run and a continuation share one chain loop
-(:func:`_chain_loop`), so a run extended by ``S2`` draws is bit-identical to one run of
-``S1 + S2`` draws. The model runs on standardised data (:mod:`bayesgmm.infer.problem`); draws are
-returned in data units, with leading axes ``(chain, draw)``.
+(:mod:`bayesgmm.infer.programs`). Data, prior values, the start, the jitter and the number of
+draws are arguments of the program, not constants baked into it: runs whose lengths share a
+bucket (:func:`~bayesgmm.infer.problem.draw_slots`) share a program. A fresh run and a
+continuation share one chain loop (:func:`_chain_loop`), so a run extended by ``S2`` draws is
+bit-identical to one run of ``S1 + S2`` draws. The model runs on standardised data
+(:mod:`bayesgmm.infer.problem`); draws are returned in data units, with leading axes
+``(chain, draw)``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from ..core.units import log_jacobian, observed_weight
 from ..models.gmm import gmm_model, params_from_sample
 from .problem import (
     _check_data, _check_finite_draws, _check_int, _constrain, _device_rows, _fold_draws, _folds, _prepare, _Problem,
-    _site_transforms, _std_sites,
+    _site_transforms, _std_sites, draw_slots,
 )
 from .programs import cached_program, nuts_compile_options, program_key
 from .state import FlatState, SamplerResult, unflatten_state
@@ -53,7 +55,9 @@ class NUTSConfig(NamedTuple):
     num_chains: int
     chain_method: str  # "vectorized", "parallel" or "sequential" (resolved)
     num_warmup: int
-    num_samples: int  # draws the program records per chain (an extension: the new draws)
+    # draws per chain the program's buffer holds (problem.draw_slots of the draws asked for; an
+    # extension: of the new draws); how many it records is an argument of the program
+    draw_slots: int
     dense_mass: bool
     target_accept: float
     max_tree_depth: int
@@ -95,19 +99,24 @@ def _chains(cfg: NUTSConfig) -> _Chains:
     return _Chains(kernel.init, kernel.init, kernel.step, False)
 
 
-def _chain_loop(cfg: NUTSConfig, chains: _Chains, state, data, warmup: bool, progress_bar: bool):
-    """Run NUTS transitions from ``state``, recording ``cfg.num_samples`` of them.
+def _chain_loop(cfg: NUTSConfig, chains: _Chains, state, data, warmup: bool, progress_bar: bool, num_samples):
+    """Run NUTS transitions from ``state``, recording ``num_samples`` of them (a traced int, at
+    most ``cfg.draw_slots``; with ``progress_bar``, whose bars need a length when traced, the
+    static ``cfg.draw_slots`` instead, which is then the number asked for).
 
     ``warmup``: a fresh run, whose first ``cfg.num_warmup`` transitions (the warm-up: NumPyro's
     kernel adapts while ``state.i < num_warmup``) are not recorded and whose leapfrog steps are
     counted; otherwise (a continuation) every transition is recorded. Returns ``(state, buf,
     warm)``: the last state, the :class:`~bayesgmm.infer._numpyro.NUTSRecord` of the recorded
-    transitions (leading axes ``(chain, draw)`` when vectorized, ``(draw,)`` for one chain), and
-    the warm-up's leapfrog steps (None for a continuation).
+    transitions in a buffer of ``cfg.draw_slots`` (leading axes ``(chain, slot)`` when
+    vectorized, ``(slot,)`` for one chain; the slots past ``num_samples`` hold zeros), and the
+    warm-up's leapfrog steps (None for a continuation).
     """
-    num_warmup, num_samples = cfg.num_warmup, cfg.num_samples
+    num_warmup = cfg.num_warmup
+    if progress_bar:
+        num_samples = cfg.draw_slots
     buf = jax.tree_util.tree_map(
-        lambda a: jnp.zeros((num_samples,) + a.shape, a.dtype), _numpyro.nuts_record(state)
+        lambda a: jnp.zeros((cfg.draw_slots,) + a.shape, a.dtype), _numpyro.nuts_record(state)
     )
 
     def body(i, carry):
@@ -176,7 +185,7 @@ def _finish(cfg: NUTSConfig, transforms, buf, shift, scale, position_scale=None)
 
 
 def _compile_run(cfg: NUTSConfig, transforms, progress_bar, args):
-    """Compile ``execute(init_sites, rng_key, jitter, data, shift, scale)`` for ``args``.
+    """Compile ``execute(init_sites, rng_key, jitter, data, shift, scale, num_samples)`` for ``args``.
 
     ``execute`` returns ``(last_state, initial_pe, warmup_steps, draws, lp_std, stats)`` with
     chains on the leading axis: ``warmup_steps`` the leapfrog steps of each chain's warm-up,
@@ -184,11 +193,14 @@ def _compile_run(cfg: NUTSConfig, transforms, progress_bar, args):
     standardised units and ``stats`` the fields of a :class:`NUTSStats`.
 
     One loop runs warm-up and sampling (the NUTS kernel is compiled once) and writes the
-    post-warm-up draws into a buffer of ``num_samples``. The program has no host callbacks, so
+    ``num_samples`` post-warm-up draws (an int32 argument, at most ``cfg.draw_slots``; with
+    ``progress_bar`` it is ``cfg.draw_slots`` whatever the argument) into a buffer of
+    ``cfg.draw_slots``, which ``draws``, ``lp_std`` and ``stats`` keep (cut off on the host).
+    The program has no host callbacks, so
     the persistent compilation cache can keep it (JAX does not store programs with callbacks);
     the run time is split between warm-up and sampling by their leapfrog steps
     (:func:`_split_times`). ``cfg`` holds everything static (model structure, sampler settings);
-    data, prior values, the start and the jitter are traced.
+    data, prior values, the start, the jitter and the number of draws are traced.
     """
     chains = _chains(cfg)
     names = sorted(transforms)
@@ -204,10 +216,10 @@ def _compile_run(cfg: NUTSConfig, transforms, progress_bar, args):
             z0[name] = c * (u[None] + jitter * eps)
         return z0, jax.random.split(key_chains, cfg.num_chains)
 
-    def run_chain(z0, keys, data):
+    def run_chain(z0, keys, data, n):
         state = chains.init(z0, keys, data)
         pe0 = _numpyro.state_potential_energy(state)
-        state, buf, warm = _chain_loop(cfg, chains, state, data, True, progress_bar)
+        state, buf, warm = _chain_loop(cfg, chains, state, data, True, progress_bar, n)
         return state, pe0, warm, tuple(buf)
 
     def finish(buf, shift, scale, c):
@@ -218,33 +230,35 @@ def _compile_run(cfg: NUTSConfig, transforms, progress_bar, args):
         c = args[3]["position_scale"]
         prep = jax.jit(starts).lower(*args[:3], c).compile(compiler_options=options)
         z0, keys = jax.eval_shape(starts, *args[:3], c)
-        pmapped = jax.pmap(run_chain, in_axes=(0, 0, None))
-        sampler = pmapped.lower(z0, keys, args[3]).compile(compiler_options=options)
-        buf = jax.eval_shape(pmapped, z0, keys, args[3])[3]
-        post = jax.jit(finish).lower(buf, *args[4:], c).compile(compiler_options=options)
+        pmapped = jax.pmap(run_chain, in_axes=(0, 0, None, None))
+        sampler = pmapped.lower(z0, keys, args[3], args[6]).compile(compiler_options=options)
+        buf = jax.eval_shape(pmapped, z0, keys, args[3], args[6])[3]
+        post = jax.jit(finish).lower(buf, *args[4:6], c).compile(compiler_options=options)
 
-        def execute(init_sites, rng_key, jitter, data, shift, scale):
+        def execute(init_sites, rng_key, jitter, data, shift, scale, n):
             c = data["position_scale"]
-            state, pe0, warm, buf = sampler(*prep(init_sites, rng_key, jitter, c), data)
+            state, pe0, warm, buf = sampler(*prep(init_sites, rng_key, jitter, c), data, n)
             buf = jax.device_put(buf, jax.devices()[0])  # gather the chains for one program
             return (state, pe0, warm, *post(buf, shift, scale, c))
 
         return execute
 
-    def program(init_sites, rng_key, jitter, data, shift, scale):
+    def program(init_sites, rng_key, jitter, data, shift, scale, n):
         c = data["position_scale"]
         z0, keys = starts(init_sites, rng_key, jitter, c)
         if chains.vectorized:
-            state, pe0, warm, buf = run_chain(z0, keys, data)
+            state, pe0, warm, buf = run_chain(z0, keys, data, n)
         else:
-            state, pe0, warm, buf = jax.lax.map(lambda a: run_chain(a[0], a[1], data), (z0, keys))
+            state, pe0, warm, buf = jax.lax.map(lambda a: run_chain(a[0], a[1], data, n), (z0, keys))
         return (state, pe0, warm, *finish(buf, shift, scale, c))
 
     return jax.jit(program).lower(*args).compile(compiler_options=options)
 
 
 def _compile_extension(cfg: NUTSConfig, transforms, progress_bar, args):
-    """Compile ``execute(state, data, shift, scale)``: ``cfg.num_samples`` more NUTS transitions.
+    """Compile ``execute(state, data, shift, scale, num_samples)``: ``num_samples`` more NUTS
+    transitions (an int32 argument, recorded in a buffer of ``cfg.draw_slots`` as in
+    :func:`_compile_run`).
 
     Continues every chain from its final ``state`` (a NumPyro ``HMCState`` with a leading chain
     axis) with the adapted step size and mass matrix; ``state.i >= num_warmup``, so the kernel
@@ -255,21 +269,28 @@ def _compile_extension(cfg: NUTSConfig, transforms, progress_bar, args):
     """
     chains = _chains(cfg)
 
-    def run_chain(state, data):
+    def run_chain(state, data, n):
         # NumPyro's init_kernel sets the warm-up length and the adaptation closures that
         # sample_kernel reads; its result is unused and compiled away
         chains.init(_numpyro.state_position(state), _numpyro.state_rng_key(state), data)
-        state, buf, _ = _chain_loop(cfg, chains, state, data, False, progress_bar)
+        state, buf, _ = _chain_loop(cfg, chains, state, data, False, progress_bar, n)
         return state, tuple(buf)
 
-    def program(state, data, shift, scale):
+    def program(state, data, shift, scale, n):
         if chains.vectorized:
-            state, buf = run_chain(state, data)
+            state, buf = run_chain(state, data, n)
         else:  # sequential and parallel runs continue chain by chain
-            state, buf = jax.lax.map(lambda s: run_chain(s, data), state)
+            state, buf = jax.lax.map(lambda s: run_chain(s, data, n), state)
         return (state, *_finish(cfg, transforms, buf, shift, scale, data.get("position_scale")))
 
     return jax.jit(program).lower(*args).compile(compiler_options=nuts_compile_options())
+
+
+def _recorded_draws(out: tuple, first: int, num_samples: int) -> tuple:
+    """A NUTS program's outputs with ``out[first:]`` (draws, log posteriors, statistics: the
+    buffer of ``draw_slots``, axes ``(chain, slot, ...)``) cut to the ``num_samples`` recorded."""
+    cut = jax.tree_util.tree_map(lambda a: np.asarray(a)[:, :num_samples], out[first:])
+    return (*out[:first], *cut)
 
 
 def _split_times(seconds, warmup_steps, sampling_steps, chain_method):
@@ -428,9 +449,12 @@ def run_nuts(
         _nuts_data(problem, position_scale),
         np.asarray(problem.shift, problem.dtype),
         np.asarray(problem.scale, problem.dtype),
+        np.asarray(num_samples, np.int32),
     )
 
-    cfg = NUTSConfig(problem.k, covariance_type, num_chains, chain_method, num_warmup, num_samples,
+    # runs of nearby lengths share a program (progress bars: the exact length, see _recorded)
+    slots = num_samples if progress_bar else draw_slots(num_samples)
+    cfg = NUTSConfig(problem.k, covariance_type, num_chains, chain_method, num_warmup, slots,
                      bool(dense_mass), float(target_accept), max_tree_depth, problem.missing)
     cache_key = None if progress_bar else program_key("nuts", cfg, args)
     t0 = time.perf_counter()
@@ -443,7 +467,7 @@ def run_nuts(
     t_call = time.perf_counter()
     out = jax.block_until_ready(execute(*args))
     t_run = time.perf_counter() - t_call
-    last_state, pe0, warm_steps, draws, lp_std, stats = out
+    last_state, pe0, warm_steps, draws, lp_std, stats = _recorded_draws(out, 3, num_samples)
     stats = NUTSStats(*stats)
     t_warm, t_sample = _split_times(t_run, warm_steps, stats.num_steps, chain_method)
     if not np.all(np.isfinite(np.asarray(pe0))):
@@ -492,9 +516,10 @@ def run_nuts(
     )
 
 
-def _extension_setup(result: SamplerResult, x, sample_weight, num_samples) -> tuple[NUTSConfig, _Problem]:
-    """The configuration of a run to be continued for ``num_samples`` draws, and its problem
-    (started at the run's last draw of chain 0, which only fixes the site shapes)."""
+def _extension_setup(result: SamplerResult, x, sample_weight, slots: int) -> tuple[NUTSConfig, _Problem]:
+    """The configuration of a run to be continued with a buffer of ``slots`` draws per chain
+    (``NUTSConfig.draw_slots``), and its problem (started at the run's last draw of chain 0,
+    which only fixes the site shapes)."""
     draws = result.draws
     ct = draws.covariance_type
     k, d = int(draws.means.shape[-2]), int(draws.means.shape[-1])
@@ -520,7 +545,7 @@ def _extension_setup(result: SamplerResult, x, sample_weight, num_samples) -> tu
                        missing, observed_weight(x64, w64) if missing else None, x64.shape[0])
     info = dict(result.info)
     cfg = NUTSConfig(k, ct, int(result.num_chains), info.get("chain_method", "vectorized"),
-                     int(result.num_warmup), num_samples, bool(info.get("dense_mass", False)),
+                     int(result.num_warmup), slots, bool(info.get("dense_mass", False)),
                      float(info.get("target_accept", 0.8)), int(info.get("max_tree_depth", 10)), missing)
     return cfg, problem
 
@@ -582,7 +607,8 @@ def extend_nuts(
         )
     num_samples = _check_int("num_samples", num_samples, 1)
     t_start = time.perf_counter()
-    cfg, problem = _extension_setup(result, x, sample_weight, num_samples)
+    cfg, problem = _extension_setup(result, x, sample_weight,
+                                    num_samples if progress_bar else draw_slots(num_samples))
     transforms = _site_transforms(problem)
     # a run from before positions were scaled has no position_scale: its chains continue unscaled
     data = _nuts_data(problem, result.info.get("position_scale"))
@@ -599,7 +625,7 @@ def extend_nuts(
             f"{np.dtype(dtype).name}; extend it with the same setting of jax_enable_x64."
         )
     info = dict(result.info)
-    args = (state, data, jnp.asarray(shift, dtype), jnp.asarray(scale, dtype))
+    args = (state, data, jnp.asarray(shift, dtype), jnp.asarray(scale, dtype), np.asarray(num_samples, np.int32))
     cache_key = None if progress_bar else program_key("nuts-extension", cfg, args)
     t0 = time.perf_counter()
     execute, cache_hit = cached_program(
@@ -607,7 +633,7 @@ def extend_nuts(
     )
     t_compile = time.perf_counter() - t0
     t_call = time.perf_counter()
-    last_state, new_draws, lp_std, stats = jax.block_until_ready(execute(*args))
+    last_state, new_draws, lp_std, stats = _recorded_draws(jax.block_until_ready(execute(*args)), 1, num_samples)
     stats = NUTSStats(*stats)
     t_sample = time.perf_counter() - t_call
     t0 = time.perf_counter()

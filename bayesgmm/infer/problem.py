@@ -94,6 +94,15 @@ def sampler_rows(n: int) -> int:
     return -(-n // step) * step
 
 
+def draw_slots(n: int) -> int:
+    """The draws per chain a sampler program's buffer holds when ``n`` are asked for: ``n``
+    rounded up by the rule of :func:`sampler_rows`, so that runs of nearby lengths (500 or 400
+    draws, ``extend`` by 100 or by 120) share one compiled program. The number of draws is an
+    argument of the program, which runs exactly that many transitions; the buffer's other slots
+    cost memory only and are cut off on the host."""
+    return sampler_rows(n)
+
+
 def _device_rows(z64, w64, dtype, pad: bool):
     """Standardised data ``z64`` (n, D) and weights ``w64`` (n,) (float64 host arrays, ``w64``
     None for unit weights) on the device in ``dtype``. ``pad``: extended to :func:`sampler_rows`

@@ -7,7 +7,9 @@ point estimate (normally the MAP) and is fitted with a single-particle ELBO summ
 order (:class:`~bayesgmm.infer._numpyro.OrderedTraceELBO`). Guide set-up, optimisation, the
 draws from the fitted guide and their log posteriors run in one ahead-of-time compiled program,
 cached per :class:`SVIConfig` and argument shapes (:mod:`bayesgmm.infer.programs`), with the
-start an argument; draws are returned in data units with leading axes ``(1, num_samples)``.
+start, the number of steps and draws and the default optimiser's learning rate arguments (runs of
+nearby lengths share a program, see :func:`~bayesgmm.infer.problem.draw_slots`); draws are
+returned in data units with leading axes ``(1, num_samples)``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ..core.params import GMMParams
 from ..core.prior import Prior
 from ..core.units import log_jacobian
 from ..models.gmm import gmm_model, params_from_sample
-from .problem import _check_finite_draws, _check_int, _fold_draws, _prepare
+from .problem import _check_finite_draws, _check_int, _fold_draws, _prepare, draw_slots
 from .programs import cached_program, program_key, svi_compile_options
 from .state import SamplerResult
 
@@ -54,17 +56,38 @@ _FINAL_LR_FRACTION = 0.01
 _DRAW_LOG_DENSITY_BUDGET = 20_000_000
 
 
+def _default_optimizer(learning_rate, num_steps):
+    """Adam with the step size decayed from ``learning_rate`` to :data:`_FINAL_LR_FRACTION` of it
+    over ``num_steps`` on a cosine (``optax.cosine_decay_schedule``'s formula, with traced
+    ``learning_rate`` and ``num_steps``, which optax's own schedule takes as numbers only).
+
+    The final iterate of a constant-step stochastic optimiser jitters by about the step size
+    around the optimum, which for large data is many posterior sds: hence the decay.
+    """
+    import optax
+
+    alpha, decay_steps = _FINAL_LR_FRACTION, jnp.asarray(num_steps, jnp.result_type(learning_rate))
+
+    def schedule(count):
+        count = jnp.minimum(count, decay_steps)
+        cosine_decay = 0.5 * (1 + jnp.cos(jnp.pi * count / decay_steps))
+        return learning_rate * ((1 - alpha) * cosine_decay**1.0 + alpha)
+
+    return optax.adam(schedule)
+
+
 class SVIConfig(NamedTuple):
     """Everything static in an SVI program with the default optimiser (the key of its cache)."""
 
     n_components: int
     covariance_type: str
     guide: str
-    num_steps: int
-    num_samples: int  # draws from the fitted guide
+    # the buffers of the ELBO trace and of the draws from the fitted guide (problem.draw_slots of
+    # the steps and draws asked for; how many run is an argument of the program)
+    step_slots: int
+    draw_slots: int
     batch_size: int | None
     n_rows: int  # rows of the program's data (a full batch: padded, see problem.sampler_rows)
-    learning_rate: float
     log_density: bool
     missing: bool = False  # the data have NaN cells, marginalised out (the model's ``missing``)
 
@@ -151,13 +174,6 @@ def run_svi(
     if optimizer is None:
         if not (isinstance(learning_rate, (float, int)) and learning_rate > 0):
             raise ValueError(f"learning_rate must be a number > 0, got {learning_rate!r}.")
-        import optax
-
-        # the final iterate of a constant-step stochastic optimiser jitters by about the step
-        # size around the optimum, which for large data is many posterior sds: decay it
-        optimizer = optax.adam(
-            optax.cosine_decay_schedule(float(learning_rate), num_steps, alpha=_FINAL_LR_FRACTION)
-        )
     elif not _numpyro.is_numpyro_optimizer(optimizer):
         import optax
 
@@ -186,30 +202,44 @@ def run_svi(
     init_scale = float(np.clip(1.0 / math.sqrt(max(problem.total_weight / problem.k, 1.0)), 1e-3, 0.1))
     site_names = tuple(problem.init_sites)
 
-    def make_svi(init_sites, init_scale):
-        # the start and the guide's initial scale enter the program as arguments, so that another
-        # start (another MAP) of the same shapes, or data of another size, reuse the program
+    # the buffers of the ELBO trace and the draws (progress bars: the exact lengths, which their
+    # bars need as numbers)
+    step_slots = num_steps if progress_bar else draw_slots(num_steps)
+    sample_slots = num_samples if progress_bar else draw_slots(num_samples)
+
+    def make_svi(init_sites, init_scale, learning_rate, num_steps):
+        # the start, the guide's initial scale, the learning rate and the steps enter the program
+        # as arguments, so that another start (another MAP) of the same shapes, data of another
+        # size, another learning rate or a run of nearby length reuse the program
         guide_obj = _numpyro.autoguide(GUIDES[guide], model, init_loc_fn=_numpyro.init_at(init_sites),
                                        init_scale=None if guide == "delta" else init_scale)
-        return guide_obj, SVI(model, guide_obj, optimizer, _numpyro.OrderedTraceELBO())
+        opt = user_optimizer if user_optimizer is not None else _default_optimizer(learning_rate, num_steps)
+        return guide_obj, SVI(model, guide_obj, opt, _numpyro.OrderedTraceELBO())
 
-    def program(rng_key, init_sites, data, shift, scale, init_scale):
+    def program(rng_key, init_sites, data, shift, scale, init_scale, learning_rate, num_steps):
         # one program: guide set-up, optimisation, draws and their log posterior (the guide's
         # set-up stores traced values on the guide object, so they must share one trace)
-        guide_obj, svi = make_svi(init_sites, init_scale)
+        guide_obj, svi = make_svi(init_sites, init_scale, learning_rate, num_steps)
         key_init, key_draw = jax.random.split(rng_key)
         state = svi.init(key_init, **data)
 
-        def body(s, i):
-            return svi.stable_update(s, **data)
-
         if progress_bar:
-            state, losses = _numpyro.scan_with_progress_bar(num_steps, body, state)
+            state, losses = _numpyro.scan_with_progress_bar(
+                step_slots, lambda s, i: svi.stable_update(s, **data), state
+            )
         else:
-            state, losses = jax.lax.scan(body, state, jnp.arange(num_steps))
+            def body(i, carry):
+                s, losses = carry
+                s, loss = svi.stable_update(s, **data)
+                return s, jax.lax.dynamic_update_index_in_dim(losses, loss.astype(losses.dtype), i, 0)
+
+            losses = jnp.zeros((step_slots,), jnp.result_type(data["x"]))
+            state, losses = jax.lax.fori_loop(0, num_steps, body, (state, losses))
         params = svi.get_params(state)
+        # the buffer of draws; the host keeps the first num_samples (the same draws as a run of
+        # exactly that many: JAX's partitionable random bits depend on an element's index only)
         sites = guide_obj.sample_posterior(
-            jax.random.fold_in(key_draw, 0), params, sample_shape=(num_samples,), **data
+            jax.random.fold_in(key_draw, 0), params, sample_shape=(sample_slots,), **data
         )
         sites = {name: sites[name][None] for name in site_names}
         draws_z = params_from_sample(sites, covariance_type)
@@ -223,11 +253,13 @@ def run_svi(
         return params, losses, draws_z.unstandardise(shift, scale), lp_z[None]
 
     args = (rng_key, problem.init_sites, problem.data, np.asarray(problem.shift, problem.dtype),
-            np.asarray(problem.scale, problem.dtype), np.asarray(init_scale, problem.dtype))
+            np.asarray(problem.scale, problem.dtype), np.asarray(init_scale, problem.dtype),
+            np.asarray(learning_rate if user_optimizer is None else 0.0, problem.dtype),
+            np.asarray(num_steps, np.int32))
     cache_key = None
     if not progress_bar and user_optimizer is None:
-        cfg = SVIConfig(problem.k, covariance_type, guide, num_steps, num_samples, batch_size, problem.z.shape[0],
-                        float(learning_rate), log_density, problem.missing)
+        cfg = SVIConfig(problem.k, covariance_type, guide, step_slots, sample_slots, batch_size, problem.z.shape[0],
+                        log_density, problem.missing)
         cache_key = program_key("svi", cfg, args)
     t0 = time.perf_counter()
 
@@ -240,6 +272,10 @@ def run_svi(
     t_call = time.perf_counter()
     params, losses, draws, lp_z = jax.block_until_ready(compiled(*args))
     t_fit = time.perf_counter() - t_call  # the optimisation and the draws (one program)
+    # the steps and draws run (the rest of their buffers is unused)
+    losses = np.asarray(losses)[:num_steps]
+    draws = jax.tree_util.tree_map(lambda a: np.asarray(a)[:, :num_samples], draws)
+    lp_z = None if lp_z is None else np.asarray(lp_z)[:, :num_samples]
 
     t0 = time.perf_counter()
     if not all(np.all(np.isfinite(np.asarray(v))) for v in jax.tree_util.tree_leaves(params)):

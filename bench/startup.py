@@ -22,6 +22,11 @@ run one after another on the same data (the embedded Old Faithful set, 272 x 2):
   four random subsets of 180, 210, 230 and 250 rows of the data (groups of a data set fitted one
   by one): the samplers' rows are padded to one bucket (``sampler_rows``), so the four share one
   NUTS and one VI program; ``groups 2-4`` is the samplers' time after the first group.
+* ``lengths``: on the whole data set, NUTS with 400 and then 500 draws (300 warm-up, 2 chains),
+  ``extend`` by 100 and then by 120 draws, and VI with 1000 draws at learning rate 0.01 and then
+  800 at 0.005: each pair's lengths share a bucket (``draw_slots``) and the learning rate is an
+  argument, so the second of each reuses the first's program; ``2nd of each`` is the time of the
+  three second calls.
 * ``main job``: ``bayesgmm fit`` (the README's first command, NUTS and VI included) without the
   report's figures being looked at; wall time of the whole command.
 
@@ -143,6 +148,24 @@ WORKFLOWS = {
             later += (time.perf_counter() - t) if i else 0.0
         out = {"seconds": time.perf_counter() - t0, "later_seconds": later, **counts}
     """,
+    "lengths_bayesgmm": """
+        import warnings
+        import bayesgmm
+        from bayesgmm.datasets import load_faithful
+        _listen()
+        X, _ = load_faithful()
+        warnings.simplefilter("ignore")
+        gm = bayesgmm.GaussianMixture(2, random_state=0).fit(X)
+        t0 = time.perf_counter()
+        second = 0.0
+        for n, more, draws, rate in ((400, 100, 1000, 0.01), (500, 120, 800, 0.005)):  # one bucket each
+            t = time.perf_counter()
+            post = gm.fit_posterior(X, method="nuts", num_warmup=300, num_samples=n, num_chains=2, random_state=1)
+            post.extend(more, warn=False)
+            gm.fit_posterior(X, method="vi", num_samples=draws, learning_rate=rate, random_state=1)
+            second = time.perf_counter() - t
+        out = {"seconds": time.perf_counter() - t0, "later_seconds": second, **counts}
+    """,
     "grid_sklearn": """
         import warnings
         from sklearn.mixture import GaussianMixture
@@ -193,32 +216,31 @@ def _median(runs, key="seconds"):
     return statistics.median(values) if values else float("nan")
 
 
+def _empty_and_warm(name: str, repeat: int, timeout: float, run=None) -> tuple[list, list]:
+    """``repeat`` fresh runs of workflow ``name`` with a new empty cache, each followed by a run
+    with the cache it left behind."""
+    run = run or (lambda cache: _run(name, cache, timeout))
+    empty, warm = [], []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="bayesgmm-bench-xla-") as cache:
+            empty.append(run(cache))
+            warm.append(run(cache))
+    return empty, warm
+
+
 def measure(repeat: int, with_main_job: bool, timeout: float) -> dict:
     results = {}
     for name in ("import_sklearn", "import_bayesgmm"):
         results[name] = [_run(name, None, timeout) for _ in range(repeat)]
-    for pair in (("fit_sklearn", "fit_bayesgmm"), ("grid_sklearn", "grid_bayesgmm")):
-        sk, bg = pair
+    for sk, bg in (("fit_sklearn", "fit_bayesgmm"), ("grid_sklearn", "grid_bayesgmm")):
         results[sk] = [_run(sk, None, timeout) for _ in range(repeat)]
-        empty, warm = [], []
-        for _ in range(repeat):
-            with tempfile.TemporaryDirectory(prefix="bayesgmm-bench-xla-") as cache:
-                empty.append(_run(bg, cache, timeout))
-                warm.append(_run(bg, cache, timeout))
-        results[bg + "_empty"], results[bg + "_warm"] = empty, warm
-    empty, warm = [], []
-    for _ in range(repeat):
-        with tempfile.TemporaryDirectory(prefix="bayesgmm-bench-xla-") as cache:
-            empty.append(_run("groups_bayesgmm", cache, timeout))
-            warm.append(_run("groups_bayesgmm", cache, timeout))
-    results["groups_bayesgmm_empty"], results["groups_bayesgmm_warm"] = empty, warm
+        results[bg + "_empty"], results[bg + "_warm"] = _empty_and_warm(bg, repeat, timeout)
+    for bg in ("groups_bayesgmm", "lengths_bayesgmm"):
+        results[bg + "_empty"], results[bg + "_warm"] = _empty_and_warm(bg, repeat, timeout)
     if with_main_job:
-        empty, warm = [], []
-        for _ in range(repeat):
-            with tempfile.TemporaryDirectory(prefix="bayesgmm-bench-xla-") as cache:
-                empty.append(_main_job(cache, timeout))
-                warm.append(_main_job(cache, timeout))
-        results["main_job_empty"], results["main_job_warm"] = empty, warm
+        results["main_job_empty"], results["main_job_warm"] = _empty_and_warm(
+            "main_job", repeat, timeout, run=lambda cache: _main_job(cache, timeout)
+        )
     return results
 
 
@@ -245,11 +267,16 @@ def table(results: dict) -> str:
         f"| the same grid again in the same process | - | {m(results['grid_bayesgmm_empty'], 'again_seconds'):.2f} s | "
         f"{m(results['grid_bayesgmm_warm'], 'again_seconds'):.2f} s | - | - | - | - |"
     )
-    if "groups_bayesgmm_empty" in results:
-        e, w = results["groups_bayesgmm_empty"], results["groups_bayesgmm_warm"]
+    for name, label, later in (
+        ("groups_bayesgmm", "NUTS + VI (`fit_posterior`) on four groups of 180-250 rows (one row bucket)", "groups 2-4"),
+        ("lengths_bayesgmm", "NUTS 400 then 500 draws, `extend` 100 then 120, VI 1000 then 800 draws (another "
+         "learning rate)", "2nd of each"),
+    ):
+        if name + "_empty" not in results:
+            continue
+        e, w = results[name + "_empty"], results[name + "_warm"]
         rows.append(
-            f"| NUTS + VI (`fit_posterior`) on four groups of 180-250 rows (one row bucket) | - | {m(e):.1f} s "
-            f"(groups 2-4: {m(e, 'later_seconds'):.1f} s) | {m(w):.1f} s | - | - | "
+            f"| {label} | - | {m(e):.1f} s ({later}: {m(e, 'later_seconds'):.1f} s) | {m(w):.1f} s | - | - | "
             f"{m(e, 'programs'):.0f} / {m(w, 'programs'):.0f} | {m(w, 'loaded'):.0f} / {m(w, 'cache_hits'):.0f} |"
         )
     if "main_job_empty" in results:

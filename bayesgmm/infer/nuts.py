@@ -196,11 +196,11 @@ def _compile_run(cfg: NUTSConfig, transforms, progress_bar, args):
     ``num_samples`` post-warm-up draws (an int32 argument, at most ``cfg.draw_slots``; with
     ``progress_bar`` it is ``cfg.draw_slots`` whatever the argument) into a buffer of
     ``cfg.draw_slots``, which ``draws``, ``lp_std`` and ``stats`` keep (cut off on the host).
-    The program has no host callbacks, so
-    the persistent compilation cache can keep it (JAX does not store programs with callbacks);
-    the run time is split between warm-up and sampling by their leapfrog steps
-    (:func:`_split_times`). ``cfg`` holds everything static (model structure, sampler settings);
-    data, prior values, the start, the jitter and the number of draws are traced.
+    The program has no host callbacks, so the persistent compilation cache can keep it (JAX does
+    not store programs with callbacks); the run time is split between warm-up and sampling by
+    their leapfrog steps (:func:`_split_times`). ``cfg`` holds everything static (model
+    structure, sampler settings); data, prior values, the start, the jitter and the number of
+    draws are traced.
     """
     chains = _chains(cfg)
     names = sorted(transforms)
@@ -452,7 +452,7 @@ def run_nuts(
         np.asarray(num_samples, np.int32),
     )
 
-    # runs of nearby lengths share a program (progress bars: the exact length, see _recorded)
+    # runs of nearby lengths share a program (progress bars: the exact length, see _chain_loop)
     slots = num_samples if progress_bar else draw_slots(num_samples)
     cfg = NUTSConfig(problem.k, covariance_type, num_chains, chain_method, num_warmup, slots,
                      bool(dense_mass), float(target_accept), max_tree_depth, problem.missing)

@@ -199,7 +199,6 @@ def test_nuts_programs_compile_without_ynnpack_fusions():
     """The NUTS programs use XLA's own CPU kernels, not YNNPACK fusions, which made a leapfrog
     step 2-2.5x slower (bench/RESULTS.md, "NUTS: where the time goes"); a jaxlib without the option
     compiles with its defaults."""
-
     from bayesgmm.core.programs import _accepted_options
     from bayesgmm.infer.programs import nuts_compile_options
 
@@ -454,12 +453,13 @@ def test_samplers_share_one_program_across_nearby_lengths():
     assert [draw_slots(n) for n in (7, 10, 20, 30, 100, 120, 500)] == [32, 32, 32, 32, 128, 128, 512]
 
 
-def test_default_vi_optimiser_follows_optax_cosine_decay():
+@pytest.mark.parametrize("lr, steps", [(0.03, 250), (0.005, 120)])
+def test_default_vi_optimiser_follows_optax_cosine_decay(lr, steps):
     """The default optimiser's schedule, with a traced learning rate and number of steps, is
-    ``optax.cosine_decay_schedule``'s at every step (the oracle takes them as numbers)."""
+    ``optax.cosine_decay_schedule``'s at every step, past the decay too (the oracle takes them
+    as numbers)."""
     from bayesgmm.infer.svi import _FINAL_LR_FRACTION, _default_optimizer
 
-    lr, steps = 0.03, 250
     oracle = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=_FINAL_LR_FRACTION))
     grads = {"a": jnp.linspace(-1.0, 2.0, 5)}
 

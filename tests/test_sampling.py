@@ -400,14 +400,16 @@ def test_samplers_share_one_program_across_nearby_data_sizes():
                         **kw)
         vi = run_svi(jax.random.PRNGKey(1), x[:n], init=fit.params, num_steps=100, num_samples=10, **kw)
         runs.append((n, nuts, vi))
+        # float32 rounding of a sum over the rows (observed up to 1.1e-7); a padded row counted
+        # would change lp by about 1 in 600
         with jax.enable_x64(True):
             for s in (0, 29):
                 draw = nuts.draws[0, s].astype(np.float64)
                 np.testing.assert_allclose(nuts.sample_stats["lp"][0, s], float(log_posterior(draw, x[:n], Prior())),
-                                           rtol=2e-5)
+                                           rtol=1e-6)
             draw = vi.draws[0, 3].astype(np.float64)
             np.testing.assert_allclose(vi.sample_stats["lp"][0, 3], float(log_posterior(draw, x[:n], Prior())),
-                                       rtol=2e-5)
+                                       rtol=1e-6)
     (_, nuts1, vi1), (_, nuts2, vi2) = runs
     assert nuts2.info["cache_hit"] and vi2.info["cache_hit"]
     assert not np.array_equal(vi1.info["elbo"], vi2.info["elbo"])  # other data, other run
@@ -449,7 +451,15 @@ def test_samplers_share_one_program_across_nearby_lengths():
     assert fewer.info["cache_hit"] and longer.info["cache_hit"]
     np.testing.assert_array_equal(fewer.draws.means, vi.draws.means[:, :7])
     np.testing.assert_array_equal(fewer.info["elbo"], vi.info["elbo"])
-    assert longer.info["elbo"].shape == (120,) and not np.allclose(longer.info["elbo"][:100], vi.info["elbo"])
+    # the learning rate and the steps reach the schedule (not the buffer's 128 slots): the same run
+    # with optax's own schedule built from the numbers (a user optimiser, compiled apart)
+    from bayesgmm.infer.svi import _FINAL_LR_FRACTION
+
+    oracle = run_svi(jax.random.PRNGKey(1), x[:300], init=fit.params, num_steps=120, num_samples=10,
+                     optimizer=optax.adam(optax.cosine_decay_schedule(0.02, 120, alpha=_FINAL_LR_FRACTION)), **kw)
+    assert longer.info["elbo"].shape == (120,)
+    np.testing.assert_allclose(longer.info["elbo"], oracle.info["elbo"], rtol=1e-5)
+    np.testing.assert_allclose(longer.draws.means, oracle.draws.means, rtol=1e-5, atol=1e-6)
     assert [draw_slots(n) for n in (7, 10, 20, 30, 100, 120, 500)] == [32, 32, 32, 32, 128, 128, 512]
 
 

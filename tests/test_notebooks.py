@@ -26,20 +26,63 @@ CPU_MARKER = "BAYESGMM_KERNEL_CPU_SECONDS "
 TIMEOUT_S = 600  # per cell; a fast-mode notebook takes well under a minute
 
 
-def execute(name, monkeypatch, out_dir=None):
-    """Run ``notebooks/name`` in a fresh python3 kernel in fast mode; return (notebook, results)."""
+#: Run before each notebook in the shared kernel: a fresh namespace (IPython's ``%reset``: a name a
+#: notebook uses before defining it still fails), the warning filters and figures of a new
+#: kernel, and the kernel's CPU time so far (each notebook's own share is printed at its end).
+_FRESH_NAMESPACE = """\
+%reset -f
+import builtins as _b, resource as _r, warnings as _w
+if not hasattr(_b, "_bayesgmm_test_filters"):
+    _b._bayesgmm_test_filters = list(_w.filters)
+_w.filters[:] = _b._bayesgmm_test_filters
+if hasattr(_w, "_filters_mutated"):  # CPython's note that the filters changed (its caches)
+    _w._filters_mutated()
+import matplotlib.pyplot as _p
+_p.close("all")
+_u = _r.getrusage(_r.RUSAGE_SELF)
+_b._bayesgmm_test_cpu0 = _u.ru_utime + _u.ru_stime
+del _b, _r, _w, _p, _u
+"""
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    """One python3 kernel for the notebooks of this module, each run in a fresh namespace.
+
+    A kernel of its own per notebook would pay the kernel's start and the imports of JAX,
+    bayesgmm, matplotlib and scikit-learn (about 4 s on 2 cores) seven times; what a notebook
+    could leave behind for the next -- its variables, warning filters and open figures -- is
+    reset before each (:data:`_FRESH_NAMESPACE`). The kernel runs in fast mode
+    (``BAYESGMM_NOTEBOOK_FAST=1``) and imports the package under test (a checkout as well as an
+    installed copy).
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BAYESGMM_NOTEBOOK_FAST", "1")
+        mp.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        mp.setenv("MPLBACKEND", "Agg")  # nothing is shown interactively
+        holder = nbclient.NotebookClient(
+            nbformat.v4.new_notebook(), timeout=TIMEOUT_S, kernel_name="python3",
+            resources={"metadata": {"path": str(NOTEBOOKS)}},
+        )
+        holder.execute(cleanup_kc=False)  # starts the kernel (in NOTEBOOKS, with this environment)
+    try:
+        yield holder.km
+    finally:
+        holder._cleanup_kernel()
+
+
+def execute(name, km, out_dir=None):
+    """Run ``notebooks/name`` in fast mode in the kernel of ``km`` (see :func:`kernel`);
+    return (notebook, results)."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    # test-only last cell: the kernel's CPU time, a load-independent measure of the notebook's cost
+    nb.cells.insert(0, nbformat.v4.new_code_cell(_FRESH_NAMESPACE))
+    # test-only last cell: the notebook's CPU time in the kernel, a load-independent measure of its cost
     nb.cells.append(nbformat.v4.new_code_cell(
-        "import resource as _r; _u = _r.getrusage(_r.RUSAGE_SELF)\n"
-        f"print('{CPU_MARKER}' + str(_u.ru_utime + _u.ru_stime))"
+        "import builtins as _b, resource as _r; _u = _r.getrusage(_r.RUSAGE_SELF)\n"
+        f"print('{CPU_MARKER}' + str(_u.ru_utime + _u.ru_stime - _b._bayesgmm_test_cpu0))"
     ))
-    monkeypatch.setenv("BAYESGMM_NOTEBOOK_FAST", "1")
-    # the kernel must import the package under test (a checkout as well as an installed copy)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    monkeypatch.setenv("MPLBACKEND", "Agg")  # nothing is shown interactively
     client = nbclient.NotebookClient(
-        nb, timeout=TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}},
+        nb, km=km, timeout=TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}},
     )
     t0 = time.perf_counter()
     client.execute()  # raises CellExecutionError naming the failing cell
@@ -234,6 +277,6 @@ EXPECTED = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_notebook_runs_in_fast_mode(name, monkeypatch, tmp_path):
-    _, results = execute(name, monkeypatch, out_dir=tmp_path)
+def test_notebook_runs_in_fast_mode(name, kernel, tmp_path):
+    _, results = execute(name, kernel, out_dir=tmp_path)
     EXPECTED[name](results)

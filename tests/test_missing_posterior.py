@@ -171,7 +171,7 @@ def test_complete_data_keep_their_program():
     pr = problem._prepare(x, 1, "diag", Prior(), fit_map(jax.random.PRNGKey(0), x, n_components=1,
                           covariance_type="diag", prior=Prior()).params, None, "test")
     assert pr.missing is False and pr.jacobian_weight == 30.0
-    cfg = nuts.NUTSConfig(1, "diag", 1, "sequential", 10, 10, False, 0.8, 10)
+    cfg = nuts.NUTSConfig(1, "diag", 1, "sequential", 1, 32, False, 0.8, 10)
     assert cfg.missing is False
 
 

@@ -98,12 +98,11 @@ def test_hmc_state_fields():
 def test_nuts_kernel_runs_and_its_state_has_the_saved_paths():
     """The bridge's kernel initialises and steps a chain; its record and accessors read the
     state, and the state flattens to the leaf paths that saved posteriors hold."""
-    kernel = _numpyro.nuts_kernel(_normal_model, num_warmup=5, dense_mass=False, target_accept=0.8,
-                                  max_tree_depth=5)
+    kernel = _numpyro.nuts_kernel(_normal_model, dense_mass=False, target_accept=0.8, max_tree_depth=5)
 
     @jax.jit
     def run(key):  # (one program: eagerly, NUTS compiles hundreds of small ones)
-        state = kernel.init({"a": jnp.asarray(0.5)}, key, {})
+        state = kernel.init({"a": jnp.asarray(0.5)}, key, {}, _numpyro.warmup_schedule(5))
         return jax.lax.fori_loop(0, 3, lambda i, s: kernel.step(s, {}), state)
 
     state = run(jax.random.PRNGKey(0))
@@ -119,6 +118,57 @@ def test_nuts_kernel_runs_and_its_state_has_the_saved_paths():
     paths = [jax.tree_util.keystr(p) for p, _ in flat]
     require(paths == STATE_PATHS, f"the leaf paths of a NUTS state (saved states hold {STATE_PATHS}; now {paths})")
     require(_numpyro.position_path("a") in paths, "the path of the position in a NUTS state")
+
+
+def test_warm_up_windows_are_numpyros_and_a_traced_warm_up_adapts_as_numpyros_own_kernel():
+    """The warm-up's length and windows are arguments of the bridge's kernel (traced), its windows
+    NumPyro's ``build_adaptation_schedule``: two warm-ups with the same number of windows run
+    through one program, and every transition -- adaptation windows, their ends, the last
+    warm-up step and the draws after it -- is bit for bit that of NumPyro's own kernel built with
+    the length as a Python number. The schedule builder is NumPyro's again afterwards."""
+    from numpyro.infer import hmc_util
+    from numpyro.infer.hmc import hmc
+    from numpyro.infer.util import potential_energy
+
+    builder = _lookup("numpyro.infer.hmc_util.build_adaptation_schedule")
+    require_params(builder, ["num_steps"], "numpyro.infer.hmc_util.build_adaptation_schedule")
+    for n in (0, 19, 20, 149, 150, 210, 290, 1000):
+        w = _numpyro.warmup_schedule(n)
+        require(w.windows.tolist() == [list(a) for a in builder(n)] and int(w.num_warmup) == n,
+                f"the adaptation windows of a warm-up of {n} transitions")
+    assert [_numpyro.warmup_schedule(n).windows.shape[0] for n in (19, 20, 199, 200, 210, 290)] == [1, 3, 3, 4, 4, 4]
+
+    kernel = _numpyro.nuts_kernel(_normal_model, dense_mass=False, target_accept=0.8, max_tree_depth=5)
+    n_steps = 300  # past both warm-ups
+    traces = []
+
+    @jax.jit
+    def ours(key, warmup):
+        traces.append(1)
+        state = kernel.init({"a": jnp.asarray(0.5)}, key, {}, warmup)
+        return jax.lax.scan(lambda s, _: (kernel.step(s, {}), kernel.step(s, {})), state, None, n_steps)[1]
+
+    def numpyros(key, n):
+        init_kernel, sample_kernel = hmc(
+            potential_fn_gen=lambda **data: (lambda z: potential_energy(_normal_model, (), data, z)), algo="NUTS")
+
+        @jax.jit
+        def run(key):
+            state = init_kernel({"a": jnp.asarray(0.5)}, n, dense_mass=False, target_accept_prob=0.8,
+                                max_tree_depth=5, model_kwargs={}, rng_key=key)
+            return jax.lax.scan(lambda s, _: (sample_kernel(s, model_kwargs={}),) * 2, state, None, n_steps)[1]
+
+        return run(key)
+
+    key = jax.random.PRNGKey(3)
+    for n in (210, 290):  # 4 windows each: the start buffer, two doubling windows, the end buffer
+        got, want = ours(key, _numpyro.warmup_schedule(n)), numpyros(key, n)
+        jax.tree_util.tree_map(np.testing.assert_array_equal, got, want)
+        # the step size is adapted until the end of the warm-up, and fixed after it
+        ss = np.asarray(got.adapt_state.step_size)
+        assert ss[n - 2] != ss[n - 1] and np.all(ss[n - 1:] == ss[n - 1])
+    assert len(traces) == 1  # one program for both lengths
+    assert hmc_util.build_adaptation_schedule is builder
 
 
 # -- progress bars ---------------------------------------------------------------------------------

@@ -421,8 +421,8 @@ def test_samplers_share_one_program_across_nearby_data_sizes():
 
 
 def test_samplers_share_one_program_across_nearby_lengths():
-    """The number of draws (NUTS, its extension, VI), VI's steps and its learning rate are
-    arguments of the programs: runs whose lengths share a ``draw_slots`` bucket reuse one program
+    """The number of draws (NUTS, its extension, VI), NUTS's warm-up length, VI's steps and its
+    learning rate are arguments of the programs: runs whose lengths share a ``draw_slots`` bucket reuse one program
     (the configurations of the test above: nothing new is compiled), and a shorter run's draws
     are the first draws of a longer one with the same key, exactly."""
     from bayesgmm.infer.nuts import extend_nuts
@@ -444,6 +444,13 @@ def test_samplers_share_one_program_across_nearby_lengths():
     np.testing.assert_array_equal(ext[7].draws.means, ext[10].draws.means[:, :7])
     np.testing.assert_array_equal(np.concatenate([nuts[20].draws.means, ext[10].draws.means], axis=1),
                                   nuts[30].draws.means)
+    # so is the warm-up's length: 90 transitions have NumPyro's 3 adaptation windows, as 60 have
+    # (tests/test_numpyro_bridge.py checks the traced warm-up against NumPyro's own kernel)
+    w90 = run_nuts(jax.random.PRNGKey(1), x[:300], init=fit.params, num_warmup=90, num_samples=20, num_chains=1,
+                   **kw)
+    assert w90.info["cache_hit"] and w90.num_warmup == 90
+    assert not np.array_equal(w90.sample_stats["step_size"], nuts[20].sample_stats["step_size"])
+    assert extend_nuts(w90, x[:300], num_samples=7).info["cache_hit"]
     vi = run_svi(jax.random.PRNGKey(1), x[:300], init=fit.params, num_steps=100, num_samples=10, **kw)
     fewer = run_svi(jax.random.PRNGKey(1), x[:300], init=fit.params, num_steps=100, num_samples=7, **kw)
     longer = run_svi(jax.random.PRNGKey(1), x[:300], init=fit.params, num_steps=120, num_samples=10,

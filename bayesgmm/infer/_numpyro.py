@@ -2,8 +2,9 @@
 
 The samplers use NumPyro's public modelling and inference API (``numpyro.handlers``, ``SVI``, the
 autoguides, ``biject_to``) directly. What they need beyond it lives here, behind small functions,
-and nowhere else in bayesgmm: the functional NUTS kernel (``numpyro.infer.hmc.hmc``) and the
-fields of its ``HMCState``, ``potential_energy`` and ``log_density``, the progress-bar decorator
+and nowhere else in bayesgmm: the functional NUTS kernel (``numpyro.infer.hmc.hmc``), the
+adaptation windows of its warm-up (``numpyro.infer.hmc_util.build_adaptation_schedule``, swapped
+while a kernel is traced so that the warm-up's length is traced too), the fields of its ``HMCState``, ``potential_energy`` and ``log_density``, the progress-bar decorator
 of ``numpyro.util``, the private optimiser base class ``numpyro.optim._NumPyroOptim``,
 ``init_to_value``, an ``ELBO`` that overrides ``loss_with_mutable_state``, a
 ``numpyro.primitives.Messenger`` that edits sample messages, and the substitution of a
@@ -14,14 +15,18 @@ one fails there, naming this module, rather than somewhere inside a sampler.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from functools import partial
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 from numpyro import handlers
 from numpyro.infer import ELBO
+from numpyro.infer import hmc_util as _hmc_util
 from numpyro.infer.hmc import hmc
 from numpyro.infer.initialization import init_to_value
 from numpyro.infer.util import log_density, potential_energy
@@ -29,7 +34,9 @@ from numpyro.infer.util import log_density, potential_energy
 __all__ = [
     "NUTSKernel",
     "NUTSRecord",
+    "WarmupSchedule",
     "nuts_kernel",
+    "warmup_schedule",
     "nuts_record",
     "state_position",
     "state_rng_key",
@@ -53,21 +60,66 @@ __all__ = [
 class NUTSKernel(NamedTuple):
     """NumPyro's NUTS kernel for one model and fixed sampler settings.
 
-    ``init(z0, rng_key, data)`` is the state of one chain at the unconstrained point ``z0`` (a dict
-    of site arrays) and ``step(state, data)`` its next transition; ``data`` are the model's keyword
-    arguments. NumPyro's ``init_kernel`` sets the warm-up length and the adaptation closures that
-    ``sample_kernel`` reads, so ``init`` must be traced in every program that calls ``step``.
+    ``init(z0, rng_key, data, warmup)`` is the state of one chain at the unconstrained point
+    ``z0`` (a dict of site arrays) and ``step(state, data)`` its next transition; ``data`` are the
+    model's keyword arguments and ``warmup`` a :func:`warmup_schedule` (traced or not). NumPyro's
+    ``init_kernel`` sets the warm-up length and the adaptation closures that ``sample_kernel``
+    reads, so ``init`` must be traced in every program that calls ``step``.
     """
 
     init: Callable
     step: Callable
 
 
-def nuts_kernel(model, *, num_warmup, dense_mass, target_accept, max_tree_depth) -> NUTSKernel:
+class WarmupSchedule(NamedTuple):
+    """A warm-up's length and NumPyro's adaptation windows of it, as arrays, so that they can be
+    arguments of a compiled program (:func:`warmup_schedule`). Only the number of windows --
+    ``windows.shape[0]``, 1 for fewer than 20 transitions, then 3 to 8 up to 2000 -- shapes the
+    program."""
+
+    num_warmup: Any  # int32 scalar
+    windows: Any  # int32 (n_windows, 2): NumPyro's AdaptWindow (start, end) of each window
+
+
+def warmup_schedule(num_warmup: int) -> WarmupSchedule:
+    """The :class:`WarmupSchedule` of a warm-up of ``num_warmup`` transitions: the windows are
+    NumPyro's own (``build_adaptation_schedule``: Stan's start buffer, doubling windows of
+    mass-matrix adaptation, end buffer)."""
+    windows = [tuple(w) for w in _hmc_util.build_adaptation_schedule(int(num_warmup))]
+    return WarmupSchedule(np.asarray(num_warmup, np.int32), np.asarray(windows, np.int32).reshape(-1, 2))
+
+
+#: serialises the swap of NumPyro's schedule builder while a kernel's init is traced
+_SCHEDULE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _windows_of(warmup: WarmupSchedule):
+    """NumPyro's ``warmup_adapter`` (called by ``init_kernel``) builds its windows from a Python
+    number; in this block it gets those of ``warmup`` instead, traced values included, so that
+    the warm-up length is an argument of the program rather than part of it. The adapter uses the
+    windows as numbers (``t == windows[i, 1]``) and their count as a Python int, the length of the
+    list, which is static (the shape of ``warmup.windows``)."""
+    windows = [_hmc_util.AdaptWindow(w[0], w[1]) for w in warmup.windows]
+    tracing = threading.get_ident()
+    with _SCHEDULE_LOCK:
+        builder = _hmc_util.build_adaptation_schedule
+        # (another thread building NumPyro's own kernel meanwhile gets NumPyro's windows)
+        _hmc_util.build_adaptation_schedule = (
+            lambda num_steps: windows if threading.get_ident() == tracing else builder(num_steps)
+        )
+        try:
+            yield
+        finally:
+            _hmc_util.build_adaptation_schedule = builder
+
+
+def nuts_kernel(model, *, dense_mass, target_accept, max_tree_depth) -> NUTSKernel:
     """The :class:`NUTSKernel` of ``model`` (called as ``model(**data)``) on its potential energy.
 
-    ``num_warmup`` transitions adapt the step size (towards the acceptance statistic
-    ``target_accept``) and the (dense or diagonal) inverse mass matrix.
+    The first ``warmup.num_warmup`` transitions (``init``'s :class:`WarmupSchedule`) adapt the
+    step size (towards the acceptance statistic ``target_accept``) and the (dense or diagonal)
+    inverse mass matrix.
 
     ``data`` may hold ``position_scale``, a positive scalar ``c`` that is not passed to the model:
     the chain's position is then ``z = c * u`` for the model's unconstrained point ``u`` (the
@@ -82,11 +134,12 @@ def nuts_kernel(model, *, num_warmup, dense_mass, target_accept, max_tree_depth)
 
     init_kernel, sample_kernel = hmc(potential_fn_gen=pe_gen, algo="NUTS")
 
-    def init(z0, rng_key, data):
-        return init_kernel(
-            z0, num_warmup, dense_mass=dense_mass, target_accept_prob=target_accept,
-            max_tree_depth=max_tree_depth, model_kwargs=data, rng_key=rng_key,
-        )
+    def init(z0, rng_key, data, warmup: WarmupSchedule):
+        with _windows_of(warmup):
+            return init_kernel(
+                z0, warmup.num_warmup, dense_mass=dense_mass, target_accept_prob=target_accept,
+                max_tree_depth=max_tree_depth, model_kwargs=data, rng_key=rng_key,
+            )
 
     def step(state, data):
         return sample_kernel(state, model_kwargs=data)

@@ -54,7 +54,10 @@ class NUTSConfig(NamedTuple):
     covariance_type: str
     num_chains: int
     chain_method: str  # "vectorized", "parallel" or "sequential" (resolved)
-    num_warmup: int
+    # NumPyro's adaptation windows in the warm-up (1 below 20 transitions, 3 from 20 to 199, 4 to
+    # 299, 5 to 499, 6 to 899, ...): the warm-up's length and its windows are arguments of the
+    # program (an _numpyro.WarmupSchedule), so that warm-ups of similar length share it
+    warmup_windows: int
     # draws per chain the program's buffer holds (problem.draw_slots of the draws asked for; an
     # extension: of the new draws); how many it records is an argument of the program
     draw_slots: int
@@ -77,7 +80,7 @@ class NUTSStats(NamedTuple):
 class _Chains(NamedTuple):
     """The NUTS kernel of a :class:`NUTSConfig` applied to one chain or to all of them."""
 
-    init_one: Callable  # (z0, key, data) -> state of one chain
+    init_one: Callable  # (z0, key, data, warmup schedule) -> state of one chain
     init: Callable  # the same, batched over chains when vectorized
     step: Callable  # (state, data) -> next state; batched over chains when vectorized
     vectorized: bool
@@ -88,31 +91,31 @@ def _chains(cfg: NUTSConfig) -> _Chains:
     model = partial(gmm_model, n_components=cfg.n_components, covariance_type=cfg.covariance_type,
                     missing=cfg.missing)
     kernel = _numpyro.nuts_kernel(
-        model, num_warmup=cfg.num_warmup, dense_mass=cfg.dense_mass,
-        target_accept=cfg.target_accept, max_tree_depth=cfg.max_tree_depth,
+        model, dense_mass=cfg.dense_mass, target_accept=cfg.target_accept, max_tree_depth=cfg.max_tree_depth,
     )
     # vectorized: the loop runs outside a vmap over chains (as in NumPyro's MCMC); otherwise one
     # program per chain, mapped over the chains with lax.map or pmap
     if cfg.chain_method == "vectorized":
-        return _Chains(kernel.init, jax.vmap(kernel.init, in_axes=(0, 0, None)),
+        return _Chains(kernel.init, jax.vmap(kernel.init, in_axes=(0, 0, None, None)),
                        jax.vmap(kernel.step, in_axes=(0, None)), True)
     return _Chains(kernel.init, kernel.init, kernel.step, False)
 
 
-def _chain_loop(cfg: NUTSConfig, chains: _Chains, state, data, warmup: bool, progress_bar: bool, num_samples):
+def _chain_loop(cfg: NUTSConfig, chains: _Chains, state, data, warmup: bool, progress_bar: bool, num_samples,
+                num_warmup=None):
     """Run NUTS transitions from ``state``, recording ``num_samples`` of them (a traced int, at
     most ``cfg.draw_slots``; with ``progress_bar``, whose bars need a length when traced, the
     static ``cfg.draw_slots`` instead, which is then the number asked for).
 
-    ``warmup``: a fresh run, whose first ``cfg.num_warmup`` transitions (the warm-up: NumPyro's
-    kernel adapts while ``state.i < num_warmup``) are not recorded and whose leapfrog steps are
-    counted; otherwise (a continuation) every transition is recorded. Returns ``(state, buf,
+    ``warmup``: a fresh run, whose first ``num_warmup`` transitions (the warm-up, a traced int;
+    with ``progress_bar`` a number: NumPyro's kernel adapts while ``state.i < num_warmup``) are
+    not recorded and whose leapfrog steps are counted; otherwise (a continuation) every
+    transition is recorded. Returns ``(state, buf,
     warm)``: the last state, the :class:`~bayesgmm.infer._numpyro.NUTSRecord` of the recorded
     transitions in a buffer of ``cfg.draw_slots`` (leading axes ``(chain, slot)`` when
     vectorized, ``(slot,)`` for one chain; the slots past ``num_samples`` hold zeros), and the
     warm-up's leapfrog steps (None for a continuation).
     """
-    num_warmup = cfg.num_warmup
     if progress_bar:
         num_samples = cfg.draw_slots
     buf = jax.tree_util.tree_map(
@@ -185,7 +188,8 @@ def _finish(cfg: NUTSConfig, transforms, buf, shift, scale, position_scale=None)
 
 
 def _compile_run(cfg: NUTSConfig, transforms, progress_bar, args):
-    """Compile ``execute(init_sites, rng_key, jitter, data, shift, scale, num_samples)`` for ``args``.
+    """Compile ``execute(init_sites, rng_key, jitter, data, shift, scale, num_samples, warmup)``
+    for ``args`` (``warmup`` an :class:`~bayesgmm.infer._numpyro.WarmupSchedule`).
 
     ``execute`` returns ``(last_state, initial_pe, warmup_steps, draws, lp_std, stats)`` with
     chains on the leading axis: ``warmup_steps`` the leapfrog steps of each chain's warm-up,
@@ -200,10 +204,12 @@ def _compile_run(cfg: NUTSConfig, transforms, progress_bar, args):
     not store programs with callbacks); the run time is split between warm-up and sampling by
     their leapfrog steps (:func:`_split_times`). ``cfg`` holds everything static (model
     structure, sampler settings); data, prior values, the start, the jitter and the number of
-    draws are traced.
+    draws are traced, and so are the warm-up's length and windows (only their number is static).
     """
     chains = _chains(cfg)
     names = sorted(transforms)
+    # a progress bar needs the loop's length as a number (such runs are never cached)
+    bar_warmup = int(np.asarray(args[7].num_warmup)) if progress_bar else None
 
     def starts(init_sites, rng_key, jitter, c):
         """Per-chain starts ``z = c * u``: ``u`` the unconstrained init plus N(0, jitter^2) noise;
@@ -216,10 +222,11 @@ def _compile_run(cfg: NUTSConfig, transforms, progress_bar, args):
             z0[name] = c * (u[None] + jitter * eps)
         return z0, jax.random.split(key_chains, cfg.num_chains)
 
-    def run_chain(z0, keys, data, n):
-        state = chains.init(z0, keys, data)
+    def run_chain(z0, keys, data, n, warmup):
+        state = chains.init(z0, keys, data, warmup)
         pe0 = _numpyro.state_potential_energy(state)
-        state, buf, warm = _chain_loop(cfg, chains, state, data, True, progress_bar, n)
+        num_warmup = bar_warmup if progress_bar else warmup.num_warmup
+        state, buf, warm = _chain_loop(cfg, chains, state, data, True, progress_bar, n, num_warmup)
         return state, pe0, warm, tuple(buf)
 
     def finish(buf, shift, scale, c):
@@ -230,35 +237,36 @@ def _compile_run(cfg: NUTSConfig, transforms, progress_bar, args):
         c = args[3]["position_scale"]
         prep = jax.jit(starts).lower(*args[:3], c).compile(compiler_options=options)
         z0, keys = jax.eval_shape(starts, *args[:3], c)
-        pmapped = jax.pmap(run_chain, in_axes=(0, 0, None, None))
-        sampler = pmapped.lower(z0, keys, args[3], args[6]).compile(compiler_options=options)
-        buf = jax.eval_shape(pmapped, z0, keys, args[3], args[6])[3]
+        pmapped = jax.pmap(run_chain, in_axes=(0, 0, None, None, None))
+        sampler = pmapped.lower(z0, keys, args[3], args[6], args[7]).compile(compiler_options=options)
+        buf = jax.eval_shape(pmapped, z0, keys, args[3], args[6], args[7])[3]
         post = jax.jit(finish).lower(buf, *args[4:6], c).compile(compiler_options=options)
 
-        def execute(init_sites, rng_key, jitter, data, shift, scale, n):
+        def execute(init_sites, rng_key, jitter, data, shift, scale, n, warmup):
             c = data["position_scale"]
-            state, pe0, warm, buf = sampler(*prep(init_sites, rng_key, jitter, c), data, n)
+            state, pe0, warm, buf = sampler(*prep(init_sites, rng_key, jitter, c), data, n, warmup)
             buf = jax.device_put(buf, jax.devices()[0])  # gather the chains for one program
             return (state, pe0, warm, *post(buf, shift, scale, c))
 
         return execute
 
-    def program(init_sites, rng_key, jitter, data, shift, scale, n):
+    def program(init_sites, rng_key, jitter, data, shift, scale, n, warmup):
         c = data["position_scale"]
         z0, keys = starts(init_sites, rng_key, jitter, c)
         if chains.vectorized:
-            state, pe0, warm, buf = run_chain(z0, keys, data, n)
+            state, pe0, warm, buf = run_chain(z0, keys, data, n, warmup)
         else:
-            state, pe0, warm, buf = jax.lax.map(lambda a: run_chain(a[0], a[1], data, n), (z0, keys))
+            state, pe0, warm, buf = jax.lax.map(lambda a: run_chain(a[0], a[1], data, n, warmup), (z0, keys))
         return (state, pe0, warm, *finish(buf, shift, scale, c))
 
     return jax.jit(program).lower(*args).compile(compiler_options=options)
 
 
 def _compile_extension(cfg: NUTSConfig, transforms, progress_bar, args):
-    """Compile ``execute(state, data, shift, scale, num_samples)``: ``num_samples`` more NUTS
-    transitions (an int32 argument, recorded in a buffer of ``cfg.draw_slots`` as in
-    :func:`_compile_run`).
+    """Compile ``execute(state, data, shift, scale, num_samples, warmup)``: ``num_samples`` more
+    NUTS transitions (an int32 argument, recorded in a buffer of ``cfg.draw_slots`` as in
+    :func:`_compile_run`; ``warmup`` the original run's
+    :class:`~bayesgmm.infer._numpyro.WarmupSchedule`).
 
     Continues every chain from its final ``state`` (a NumPyro ``HMCState`` with a leading chain
     axis) with the adapted step size and mass matrix; ``state.i >= num_warmup``, so the kernel
@@ -269,18 +277,18 @@ def _compile_extension(cfg: NUTSConfig, transforms, progress_bar, args):
     """
     chains = _chains(cfg)
 
-    def run_chain(state, data, n):
+    def run_chain(state, data, n, warmup):
         # NumPyro's init_kernel sets the warm-up length and the adaptation closures that
         # sample_kernel reads; its result is unused and compiled away
-        chains.init(_numpyro.state_position(state), _numpyro.state_rng_key(state), data)
+        chains.init(_numpyro.state_position(state), _numpyro.state_rng_key(state), data, warmup)
         state, buf, _ = _chain_loop(cfg, chains, state, data, False, progress_bar, n)
         return state, tuple(buf)
 
-    def program(state, data, shift, scale, n):
+    def program(state, data, shift, scale, n, warmup):
         if chains.vectorized:
-            state, buf = run_chain(state, data, n)
+            state, buf = run_chain(state, data, n, warmup)
         else:  # sequential and parallel runs continue chain by chain
-            state, buf = jax.lax.map(lambda s: run_chain(s, data, n), state)
+            state, buf = jax.lax.map(lambda s: run_chain(s, data, n, warmup), state)
         return (state, *_finish(cfg, transforms, buf, shift, scale, data.get("position_scale")))
 
     return jax.jit(program).lower(*args).compile(compiler_options=nuts_compile_options())
@@ -450,11 +458,12 @@ def run_nuts(
         np.asarray(problem.shift, problem.dtype),
         np.asarray(problem.scale, problem.dtype),
         np.asarray(num_samples, np.int32),
+        _numpyro.warmup_schedule(num_warmup),
     )
 
     # runs of nearby lengths share a program (progress bars: the exact length, see _chain_loop)
     slots = num_samples if progress_bar else draw_slots(num_samples)
-    cfg = NUTSConfig(problem.k, covariance_type, num_chains, chain_method, num_warmup, slots,
+    cfg = NUTSConfig(problem.k, covariance_type, num_chains, chain_method, args[-1].windows.shape[0], slots,
                      bool(dense_mass), float(target_accept), max_tree_depth, problem.missing)
     cache_key = None if progress_bar else program_key("nuts", cfg, args)
     t0 = time.perf_counter()
@@ -516,10 +525,10 @@ def run_nuts(
     )
 
 
-def _extension_setup(result: SamplerResult, x, sample_weight, slots: int) -> tuple[NUTSConfig, _Problem]:
+def _extension_setup(result: SamplerResult, x, sample_weight, slots: int):
     """The configuration of a run to be continued with a buffer of ``slots`` draws per chain
-    (``NUTSConfig.draw_slots``), and its problem (started at the run's last draw of chain 0,
-    which only fixes the site shapes)."""
+    (``NUTSConfig.draw_slots``), its problem (started at the run's last draw of chain 0, which
+    only fixes the site shapes) and its warm-up's :class:`~bayesgmm.infer._numpyro.WarmupSchedule`."""
     draws = result.draws
     ct = draws.covariance_type
     k, d = int(draws.means.shape[-2]), int(draws.means.shape[-1])
@@ -544,10 +553,11 @@ def _extension_setup(result: SamplerResult, x, sample_weight, slots: int) -> tup
     problem = _Problem(z, w, zprior, rprior, shift, scale, total_weight, sites, k, d, ct, dtype, fold,
                        missing, observed_weight(x64, w64) if missing else None, x64.shape[0])
     info = dict(result.info)
+    warmup = _numpyro.warmup_schedule(int(result.num_warmup))
     cfg = NUTSConfig(k, ct, int(result.num_chains), info.get("chain_method", "vectorized"),
-                     int(result.num_warmup), slots, bool(info.get("dense_mass", False)),
+                     warmup.windows.shape[0], slots, bool(info.get("dense_mass", False)),
                      float(info.get("target_accept", 0.8)), int(info.get("max_tree_depth", 10)), missing)
-    return cfg, problem
+    return cfg, problem, warmup
 
 
 def _has_site(state, site: str) -> bool:
@@ -557,16 +567,17 @@ def _has_site(state, site: str) -> bool:
     return site in _numpyro.state_position(state)
 
 
-def _state_template(flat: FlatState, cfg: NUTSConfig, transforms, data):
-    """The abstract NUTS state (all chains) that the installed NumPyro builds for this problem,
-    with the position shapes of the saved state ``flat``."""
+def _state_template(flat: FlatState, cfg: NUTSConfig, transforms, data, warmup):
+    """The abstract NUTS state (all chains) that the installed NumPyro builds for this problem
+    (``warmup`` its :class:`~bayesgmm.infer._numpyro.WarmupSchedule`), with the position shapes
+    of the saved state ``flat``."""
     chains = _chains(cfg)
     z0 = {}
     for name in transforms:
         saved = flat.leaves[flat.paths.index(_numpyro.position_path(name))]
         z0[name] = jnp.zeros((cfg.num_chains,) + tuple(np.shape(saved))[1:], jnp.result_type(data["x"]))
     keys = jax.random.split(jax.random.key(0), cfg.num_chains)
-    return jax.eval_shape(jax.vmap(chains.init_one, in_axes=(0, 0, None)), z0, keys, data)
+    return jax.eval_shape(jax.vmap(chains.init_one, in_axes=(0, 0, None, None)), z0, keys, data, warmup)
 
 
 def extend_nuts(
@@ -607,8 +618,8 @@ def extend_nuts(
         )
     num_samples = _check_int("num_samples", num_samples, 1)
     t_start = time.perf_counter()
-    cfg, problem = _extension_setup(result, x, sample_weight,
-                                    num_samples if progress_bar else draw_slots(num_samples))
+    cfg, problem, warmup = _extension_setup(result, x, sample_weight,
+                                            num_samples if progress_bar else draw_slots(num_samples))
     transforms = _site_transforms(problem)
     # a run from before positions were scaled has no position_scale: its chains continue unscaled
     data = _nuts_data(problem, result.info.get("position_scale"))
@@ -616,7 +627,7 @@ def extend_nuts(
     dtype = default_dtype()
     state = result.state
     if isinstance(state, FlatState):
-        state = unflatten_state(state, _state_template(state, cfg, transforms, data))
+        state = unflatten_state(state, _state_template(state, cfg, transforms, data, warmup))
     state = jax.tree_util.tree_map(jnp.asarray, state)
     state_dtype = jnp.result_type(_numpyro.state_potential_energy(state))
     if state_dtype != dtype:
@@ -625,7 +636,8 @@ def extend_nuts(
             f"{np.dtype(dtype).name}; extend it with the same setting of jax_enable_x64."
         )
     info = dict(result.info)
-    args = (state, data, jnp.asarray(shift, dtype), jnp.asarray(scale, dtype), np.asarray(num_samples, np.int32))
+    args = (state, data, jnp.asarray(shift, dtype), jnp.asarray(scale, dtype), np.asarray(num_samples, np.int32),
+            warmup)
     cache_key = None if progress_bar else program_key("nuts-extension", cfg, args)
     t0 = time.perf_counter()
     execute, cache_hit = cached_program(

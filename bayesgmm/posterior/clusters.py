@@ -172,12 +172,12 @@ def assignment_probabilities(post, X=None, *, interval=(0.05, 0.95)) -> Assignme
     >>> import numpy as np
     >>> from bayesgmm import GaussianMixture
     >>> rng = np.random.default_rng(0)
-    >>> X = np.vstack([rng.normal(-2, 1, (60, 1)), rng.normal(2, 1, (60, 1))])
+    >>> X = np.vstack([rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))])
     >>> post = GaussianMixture(2, random_state=0).fit(X).fit_posterior(
     ...     X, num_warmup=100, num_samples=100, num_chains=2)
     >>> a = post.assignment_probabilities(X)
     >>> a.mean.shape, a.lower.shape, a.entropy.shape
-    ((120, 2), (120, 2), (120,))
+    ((200, 2), (200, 2), (200,))
     """
     lo, hi = _check_interval(interval)
     X = _data(post, X)

@@ -451,6 +451,12 @@ def test_samplers_share_one_program_across_nearby_lengths():
     assert w90.info["cache_hit"] and w90.num_warmup == 90
     assert not np.array_equal(w90.sample_stats["step_size"], nuts[20].sample_stats["step_size"])
     assert extend_nuts(w90, x[:300], num_samples=7).info["cache_hit"]
+    # a progress bar needs the loop's length as a number: its own program, the same chain
+    bar = run_nuts(jax.random.PRNGKey(1), x[:300], init=fit.params, num_warmup=90, num_samples=20, num_chains=1,
+                   progress_bar=True, **kw)
+    assert not bar.info["cache_hit"]
+    np.testing.assert_array_equal(bar.draws.means, w90.draws.means)
+    np.testing.assert_array_equal(bar.sample_stats["step_size"], w90.sample_stats["step_size"])
     vi = run_svi(jax.random.PRNGKey(1), x[:300], init=fit.params, num_steps=100, num_samples=10, **kw)
     fewer = run_svi(jax.random.PRNGKey(1), x[:300], init=fit.params, num_steps=100, num_samples=7, **kw)
     longer = run_svi(jax.random.PRNGKey(1), x[:300], init=fit.params, num_steps=120, num_samples=10,

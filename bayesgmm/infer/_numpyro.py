@@ -4,8 +4,9 @@ The samplers use NumPyro's public modelling and inference API (``numpyro.handler
 autoguides, ``biject_to``) directly. What they need beyond it lives here, behind small functions,
 and nowhere else in bayesgmm: the functional NUTS kernel (``numpyro.infer.hmc.hmc``), the
 adaptation windows of its warm-up (``numpyro.infer.hmc_util.build_adaptation_schedule``, swapped
-while a kernel is traced so that the warm-up's length is traced too), the fields of its ``HMCState``, ``potential_energy`` and ``log_density``, the progress-bar decorator
-of ``numpyro.util``, the private optimiser base class ``numpyro.optim._NumPyroOptim``,
+while a kernel is traced so that the warm-up's length is traced too), the fields of its
+``HMCState``, ``potential_energy`` and ``log_density``, the progress-bar decorator of
+``numpyro.util``, the private optimiser base class ``numpyro.optim._NumPyroOptim``,
 ``init_to_value``, an ``ELBO`` that overrides ``loss_with_mutable_state``, a
 ``numpyro.primitives.Messenger`` that edits sample messages, and the substitution of a
 subsampling plate's indices. ``tests/test_numpyro_bridge.py`` checks that each of them still

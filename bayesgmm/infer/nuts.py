@@ -525,7 +525,9 @@ def run_nuts(
     )
 
 
-def _extension_setup(result: SamplerResult, x, sample_weight, slots: int):
+def _extension_setup(
+    result: SamplerResult, x, sample_weight, slots: int,
+) -> tuple[NUTSConfig, _Problem, _numpyro.WarmupSchedule]:
     """The configuration of a run to be continued with a buffer of ``slots`` draws per chain
     (``NUTSConfig.draw_slots``), its problem (started at the run's last draw of chain 0, which
     only fixes the site shapes) and its warm-up's :class:`~bayesgmm.infer._numpyro.WarmupSchedule`."""

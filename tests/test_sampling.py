@@ -471,8 +471,9 @@ def test_samplers_share_one_program_across_nearby_lengths():
     oracle = run_svi(jax.random.PRNGKey(1), x[:300], init=fit.params, num_steps=120, num_samples=10,
                      optimizer=optax.adam(optax.cosine_decay_schedule(0.02, 120, alpha=_FINAL_LR_FRACTION)), **kw)
     assert longer.info["elbo"].shape == (120,)
-    np.testing.assert_allclose(longer.info["elbo"], oracle.info["elbo"], rtol=1e-5)
-    np.testing.assert_allclose(longer.draws.means, oracle.draws.means, rtol=1e-5, atol=1e-6)
+    # (observed on jax 0.10: ELBO within 5e-8 relative, draws identical)
+    np.testing.assert_allclose(longer.info["elbo"], oracle.info["elbo"], rtol=1e-6)
+    np.testing.assert_allclose(longer.draws.means, oracle.draws.means, rtol=1e-6, atol=0)
     assert [draw_slots(n) for n in (7, 10, 20, 30, 100, 120, 500)] == [32, 32, 32, 32, 128, 128, 512]
 
 

@@ -290,8 +290,14 @@ def test_chunked_passes_match_a_single_block(x64):
         np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-12, atol=1e-12 * scale, err_msg=name)
     np.testing.assert_allclose(b.t1, a.t1, atol=1e-11 * float(jnp.max(a.nk)))  # t1 ~ 0 at the MAP
     # whole fits: the same optimum; the covariance step's line search makes discrete choices that
-    # rounding can flip, which moves the iterates along the flat top by ~1e-9 relative
-    np.testing.assert_allclose(np.asarray(many.params.means), np.asarray(one.params.means), rtol=1e-7)
+    # rounding can flip, which moves the iterates along the flat top by ~1e-9 relative. Both views
+    # of a k-means start reach this optimum, with their own labels, and tie to rounding: which one
+    # a run continues is a coin flip, so the components are matched first
+    means_one, means_many = np.asarray(one.params.means), np.asarray(many.params.means)
+    perm = match_components(means_many, means_one)
+    assert sorted(perm) == [0, 1, 2]
+    np.testing.assert_allclose(means_many[perm], means_one, rtol=1e-7)
+    np.testing.assert_allclose(np.asarray(many.params.weights)[perm], np.asarray(one.params.weights), rtol=1e-7)
     assert many.objective == pytest.approx(one.objective, rel=1e-12)
 
 

@@ -128,9 +128,11 @@ def test_floor_map_is_log_posterior_and_cannot_be_improved_by_a_direct_optimiser
 
 
 def test_floor_zero_is_the_model_without_the_factor(x64):
-    """``covariance_floor=0`` gives exactly (bit for bit) the density and the EM run of the prior
-    without the factor (``ResolvedPrior.covariance_floor=None``: the code path of the model before
-    the factor existed)."""
+    """``covariance_floor=0`` gives exactly (bit for bit) the density of the prior without the
+    factor (``ResolvedPrior.covariance_floor=None``: the code path of the model before the factor
+    existed), and its EM run to float64 rounding: the two are different compiled programs (one
+    adds the zero floor), whose fusions XLA may choose differently (from the same state, an
+    iteration's covariances differed by 1.4e-15)."""
     from bayesgmm.core.density import to_blocks
 
     x = _few_points_per_component(seed=3, k=2, per=30, d=3)
@@ -155,8 +157,12 @@ def test_floor_zero_is_the_model_without_the_factor(x64):
         a, ia = run_em(start, xb, wb, zero, np.zeros(3), 1e-10, 50)
         b, ib = run_em(start, xb, wb, old, np.zeros(3), 1e-10, 50)
         for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-            np.testing.assert_array_equal(u, v)
-        np.testing.assert_array_equal(ia.history, ib.history)
+            # measured: 5.5e-10 relative. The objective is flat at the top, and the covariance
+            # step's line search makes discrete choices that rounding can flip (see test_em); the
+            # default floor (1e-4 of each variance) moves the parameters by ~1e-4
+            np.testing.assert_allclose(u, v, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(ia.history, ib.history, rtol=1e-13)  # measured: 1.1e-14
+        np.testing.assert_array_equal(ia.n_iter, ib.n_iter)
         assert int(ia.n_iter[0]) > 5  # a real run, not a single step
 
 

@@ -173,7 +173,10 @@ def _factors_to_cov(ct, params: GMMParams):
 
 
 def _cov_objective(ct, v, scatter, n, prior: ResolvedPrior, d):
-    """M-step objective of the covariance (per component; tied: a scalar) and validity mask."""
+    """M-step objective of the covariance (per component; tied: a scalar), validity mask, and
+    for full and tied ``M = chol(V)^-1`` (NaN where ``V`` is not numerically positive definite),
+    which :func:`_cov_gradient` takes: the gradient at an evaluated point needs no factorisation
+    of its own. None for diag and spherical."""
     if ct in ("full", "tied"):
         v = _sym(v)
         u = linalg.cholesky(v)
@@ -189,7 +192,7 @@ def _cov_objective(ct, v, scatter, n, prior: ResolvedPrior, d):
         lkj = lkj_cholesky_log_density(safe_u / s[..., :, None], prior.lkj_concentration)
         lps = jnp.sum(scale_log_density(s, prior.scale_scale, prior.scale_prior), axis=-1)
         f = -0.5 * n * logdet - 0.5 * tr + lps + lkj
-        return jnp.where(ok, f, -jnp.inf), ok
+        return jnp.where(ok, f, -jnp.inf), ok, jnp.where(ok[..., None, None], m, jnp.nan)
     ok = (v > 0) if ct == "spherical" else jnp.all(v > 0, axis=-1)
     sv = jnp.where(v > 0, v, 1.0)
     if ct == "diag":
@@ -198,7 +201,7 @@ def _cov_objective(ct, v, scatter, n, prior: ResolvedPrior, d):
     else:
         lps = scale_log_density(jnp.sqrt(sv), prior.scale_scale, prior.scale_prior)
         f = -0.5 * n * d * jnp.log(sv) - 0.5 * scatter / sv + lps
-    return jnp.where(ok, f, -jnp.inf), ok
+    return jnp.where(ok, f, -jnp.inf), ok, None
 
 
 def _scale_score(s, prior: ResolvedPrior):
@@ -211,11 +214,12 @@ def _scale_score(s, prior: ResolvedPrior):
     return -1.0 / s - (jnp.log(s) - jnp.log(tau)) / (LOG_NORMAL_SIGMA**2 * s)
 
 
-def _cov_gradient(ct, v, scatter, n, prior: ResolvedPrior, d):
+def _cov_gradient(ct, v, m, scatter, n, prior: ResolvedPrior, d):
     """Analytic gradient of the covariance M-step objective with respect to ``v``.
 
-    Full/tied, with ``U = chol(V)``, ``M = U^{-1}``, ``s = sqrt(diag V)`` and the LKJCholesky
-    exponents ``c_i = 2 eta - 2 + D - i`` (1-based, ``c_1 = 0``)::
+    Full/tied, with ``U = chol(V)``, ``M = U^{-1}`` (``m``, from
+    :func:`_cov_objective`; None for diag and spherical), ``s = sqrt(diag V)`` and
+    the LKJCholesky exponents ``c_i = 2 eta - 2 + D - i`` (1-based, ``c_1 = 0``)::
 
         G = -n/2 V^-1 + 1/2 V^-1 S V^-1 + diag(psi(s) / (2 s) - c / (2 s^2)) + 1/2 M^T diag(c) M
 
@@ -223,9 +227,7 @@ def _cov_gradient(ct, v, scatter, n, prior: ResolvedPrior, d):
     determinants whose gradients are ``M_{<=i}^T M_{<=i}``.
     """
     if ct in ("full", "tied"):
-        u = linalg.cholesky(v)
         eye = jnp.broadcast_to(jnp.eye(d, dtype=v.dtype), v.shape)
-        m = linalg.inv_lower(u)
         mt = jnp.swapaxes(m, -1, -2)
         vinv = mt @ m
         s2 = jnp.diagonal(v, axis1=-2, axis2=-1)
@@ -242,37 +244,75 @@ def _cov_gradient(ct, v, scatter, n, prior: ResolvedPrior, d):
     return -0.5 * n * d / v + 0.5 * scatter / (v * v) + _scale_score(s, prior) / (2 * s)
 
 
+class _LineSearch(NamedTuple):
+    """Carry of :func:`_cov_map_step`'s loop."""
+
+    v: jax.Array  # the current point, its objective and inverse factor
+    f: jax.Array
+    m: jax.Array | None
+    step: jax.Array  # the natural-gradient step at v
+    best: jax.Array  # the accepted candidate (where done), its objective and inverse factor
+    best_f: jax.Array
+    best_m: jax.Array | None
+    done: jax.Array  # per component: a candidate was accepted in this line search
+    j: jax.Array  # the candidate this pass evaluates (-1: the starting point)
+    inner: jax.Array  # the natural-gradient steps finished
+
+
 def _cov_map_step(ct, v, scatter, n, prior: ResolvedPrior, d):
     """Natural-gradient ascent with backtracking on the covariance M-step objective.
 
-    Each step evaluates the objective once, batched over the step sizes ``beta`` and ``beta = 0``
-    (the current point, whose value every candidate must not fall below): one copy of the
-    objective in the compiled program, not one per use.
+    :data:`_N_INNER` steps. Each tries the step sizes ``beta = 1, 1/2, ..., 2^-(_N_BETAS - 1)``
+    in turn and takes, per component, the largest whose candidate is positive definite and does
+    not lower the objective (none: the point stays). The candidates are evaluated one step size at
+    a time, only until every component has accepted one (nearly always at ``beta = 1``), and the
+    gradient at the accepted point reuses the inverse factor its evaluation computed: an M-step
+    factorises about ``_N_INNER + 1`` covariances per component. One ``while_loop`` whose pass
+    evaluates one point, so that the objective and the gradient appear once in the program.
     """
-    betas = jnp.concatenate([0.5 ** jnp.arange(_N_BETAS, dtype=v.dtype), jnp.zeros((1,), v.dtype)])
+    betas = 0.5 ** jnp.arange(_N_BETAS, dtype=v.dtype)
+    per = jnp.zeros(v.shape[:1] if ct in ("full", "diag", "spherical") else (), bool)
 
-    def one(v, _):
-        g = _cov_gradient(ct, v, scatter, n, prior, d)
+    def gradient_step(w, m):
+        g = _cov_gradient(ct, w, m, scatter, n, prior, d)
         if ct == "full":
-            step = (2.0 / (n + 1.0))[:, None, None] * (v @ g @ v)
-        elif ct == "tied":
-            step = 2.0 / (n + 1.0) * (v @ g @ v)
-        elif ct == "diag":
-            step = (2.0 / (n + 1.0))[:, None] * v * v * g
-        else:
-            step = 2.0 / (n * d + 1.0) * v * v * g
-        cands = v[None] + betas.reshape((-1,) + (1,) * v.ndim) * step[None]
-        fc, okc = _cov_objective(ct, cands, scatter, n, prior, d)  # batched over the candidates
-        f0 = fc[-1]
-        good = okc[:-1] & (fc[:-1] >= f0[None])  # (n_betas,) + per-component shape
-        first = jnp.argmax(good, axis=0)  # the largest acceptable step
-        keep = jnp.any(good, axis=0)
-        chosen = jnp.take_along_axis(cands, first.reshape((1,) + first.shape + (1,) * (v.ndim - first.ndim)), axis=0)[0]
-        keep = keep.reshape(keep.shape + (1,) * (v.ndim - keep.ndim))
-        return jnp.where(keep, chosen, v), None
+            return (2.0 / (n + 1.0))[:, None, None] * (w @ g @ w)
+        if ct == "tied":
+            return 2.0 / (n + 1.0) * (w @ g @ w)
+        if ct == "diag":
+            return (2.0 / (n + 1.0))[:, None] * w * w * g
+        return 2.0 / (n * d + 1.0) * w * w * g
 
-    v, _ = jax.lax.scan(one, v, None, length=_N_INNER)
-    return v
+    def expand(mask, a):
+        return mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim))
+
+    def pick(mask, a, b):
+        return None if a is None else jnp.where(expand(mask, a), a, b)
+
+    def body(c: _LineSearch) -> _LineSearch:
+        start = c.j < 0
+        beta = betas[jnp.maximum(c.j, 0)]
+        point = jnp.where(start, c.v, c.v + beta * c.step)
+        f, ok, m = _cov_objective(ct, point, scatter, n, prior, d)
+        # a candidate is accepted where it is valid and no worse than the current point
+        good = ~start & ~c.done & ok & (f >= c.f)
+        best, best_f, best_m = pick(good, point, c.best), jnp.where(good, f, c.best_f), pick(good, m, c.best_m)
+        done = c.done | good
+        # the line search ends when every component accepted a candidate or none is left
+        finished = ~start & (jnp.all(done) | (c.j + 1 >= _N_BETAS))
+        # the point the next step starts from: the evaluated one (start), the accepted (finished)
+        v = jnp.where(start, point, pick(finished & done, best, c.v))
+        f_v = jnp.where(start, f, jnp.where(finished & done, best_f, c.f))
+        m_v = None if m is None else jnp.where(start, m, pick(finished & done, best_m, c.m))
+        inner = c.inner + finished
+        step = jax.lax.cond(start | (finished & (inner < _N_INNER)), gradient_step, lambda w, m: c.step, v, m_v)
+        return _LineSearch(v, f_v, m_v, step, best, best_f, best_m, jnp.where(finished, per, done),
+                           jnp.where(finished, 0, c.j + 1), inner)
+
+    nan_m = None if ct in ("diag", "spherical") else jnp.full_like(v, jnp.nan)
+    init = _LineSearch(v, jnp.full(per.shape, -jnp.inf, v.dtype), nan_m, jnp.zeros_like(v), v,
+                       jnp.full(per.shape, -jnp.inf, v.dtype), nan_m, per, jnp.asarray(-1), jnp.asarray(0))
+    return jax.lax.while_loop(lambda c: c.inner < _N_INNER, body, init).v
 
 
 def _add_floor(ct, scatter, floor):

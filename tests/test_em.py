@@ -25,41 +25,46 @@ def _data(ct, k, d, n, seed=0):
 def _reference_covariance_step(ct, v, scatter, n, rp, d):
     """The covariance M-step under the prior, written out plainly: ``em._N_INNER`` natural-gradient
     steps, each taking per component the largest ``beta`` in 1, 1/2, ..., 2^-11 whose candidate is
-    positive definite and does not lower the objective. The objective in eager array code (the
-    trace by a linear solve), its gradient by JAX's autodiff, the loops in Python. Returns the point and what the run exercised (for the test's margins)."""
+    positive definite and does not lower the objective. The objective in array code of its own (the
+    trace by two triangular solves, positive definiteness by eigenvalues), its gradient by autodiff,
+    the loops in Python. Returns the point and what the run exercised (for the test's margins)."""
+    from bayesgmm.core import linalg
     from bayesgmm.core.prior import lkj_cholesky_log_density, scale_log_density
 
     tau, fam, eta = np.asarray(rp.scale_scale), rp.scale_prior, float(rp.lkj_concentration)
     matrices = ct in ("full", "tied")
 
-    def objective(a, xp):  # per component (tied: a scalar); None where not positive definite
+    def objective(a):  # per component (tied: a scalar)
         if not matrices:
-            s = xp.sqrt(a)
+            s = jnp.sqrt(a)
             lps = scale_log_density(s, tau, fam)
             if ct == "diag":
-                return xp.sum(-0.5 * n[:, None] * xp.log(a) - 0.5 * scatter / a + lps, axis=-1)
-            return -0.5 * n * d * xp.log(a) - 0.5 * scatter / a + lps
-        a = 0.5 * (a + xp.swapaxes(a, -1, -2))
-        u = xp.linalg.cholesky(a)
-        sd = xp.sqrt(xp.diagonal(a, axis1=-2, axis2=-1))
-        logdet = 2 * xp.sum(xp.log(xp.diagonal(u, axis1=-2, axis2=-1)), axis=-1)
-        tr = xp.trace(xp.linalg.solve(a, scatter), axis1=-2, axis2=-1)
-        lps = xp.sum(scale_log_density(sd, tau, fam), axis=-1)
+                return jnp.sum(-0.5 * n[:, None] * jnp.log(a) - 0.5 * scatter / a + lps, axis=-1)
+            return -0.5 * n * d * jnp.log(a) - 0.5 * scatter / a + lps
+        # (bayesgmm's LAPACK-free factorisation and solves, checked against NumPy in test_linalg:
+        # LAPACK calls side by side in one program can deadlock jaxlib 0.10 on 2 cores)
+        a = 0.5 * (a + jnp.swapaxes(a, -1, -2))
+        u = linalg.cholesky(a)
+        sd = jnp.sqrt(jnp.diagonal(a, axis1=-2, axis2=-1))
+        logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(u, axis1=-2, axis2=-1)), axis=-1)
+        tr = jnp.trace(linalg.solve_lower_transpose(u, linalg.solve_lower(u, scatter)), axis1=-2, axis2=-1)
+        lps = jnp.sum(scale_log_density(sd, tau, fam), axis=-1)
         return -0.5 * n * logdet - 0.5 * tr + lps + lkj_cholesky_log_density(u / sd[..., :, None], eta)
 
     def f_all(a):  # NaN-free: -inf where not positive definite, and the smallest eigenvalue ratio
         if not matrices:
             ok = a > 0 if ct == "spherical" else np.all(a > 0, axis=-1)
-            val = np.asarray(objective(jnp.asarray(np.where(a > 0, a, 1.0)), jnp))
+            val = np.asarray(objective_jit(np.where(a > 0, a, 1.0)))
             return np.where(ok, val, -np.inf), np.inf
         sa = 0.5 * (a + np.swapaxes(a, -1, -2))
         ev = np.linalg.eigvalsh(sa)
         ok = ev.min(axis=-1) > 0
         safe = np.where(ok[..., None, None], sa, np.eye(d))
-        val = np.asarray(objective(jnp.asarray(safe), jnp))
+        val = np.asarray(objective_jit(safe))
         return np.where(ok, val, -np.inf), np.min(np.abs(ev.min(axis=-1)) / np.abs(ev).max(axis=-1))
 
-    grad = jax.grad(lambda a: jnp.sum(objective(0.5 * (a + jnp.swapaxes(a, -1, -2)) if matrices else a, jnp)))
+    objective_jit = jax.jit(objective)  # one program each, not one per operation
+    grad = jax.jit(jax.grad(lambda a: jnp.sum(objective(0.5 * (a + jnp.swapaxes(a, -1, -2)) if matrices else a))))
     betas = 0.5 ** np.arange(em_module._N_BETAS)
     seen = {"backtracked": False, "not_pd": False, "rejected_all": False, "margin": np.inf, "eig": np.inf}
     for _ in range(em_module._N_INNER):

@@ -185,6 +185,19 @@ def posterior_around(truth: GMMParams, x, pivot=None, method="nuts", chains=2, d
         return Posterior(sampler_result(d, method), x, truth if pivot is None else pivot, **posterior_kwargs)
 
 
+def value_and_grad_for_scipy(fun):
+    """``fun``'s value and gradient for ``scipy.optimize.minimize(..., jac=True)``, as float64
+    NumPy: one compiled program for both (a jitted function and a jitted gradient compile the
+    objective twice)."""
+    both = jax.jit(jax.value_and_grad(fun))
+
+    def call(v):
+        f, g = both(v)
+        return float(f), np.asarray(g, np.float64)
+
+    return call
+
+
 def unconstrained(params: GMMParams):
     """``(flat, unpack)``: the MAP's unconstrained coordinates (log weights, means, log scales,
     CorrCholesky-inverse correlations) as one vector, and the function that maps a vector back

@@ -7,7 +7,7 @@ import warnings
 import jax
 import numpy as np
 import pytest
-from conftest import unconstrained
+from conftest import unconstrained, value_and_grad_for_scipy
 from scipy.optimize import minimize
 
 from bayesgmm import GaussianMixture, GMMParams, Prior, log_posterior
@@ -116,10 +116,8 @@ def test_floor_map_is_log_posterior_and_cannot_be_improved_by_a_direct_optimiser
     h = res.history
     assert np.all(np.diff(h) >= -1e-10 * np.abs(h[1:]))
     flat, unpack = unconstrained(res.params)
-    f = jax.jit(lambda v: -log_posterior(unpack(v), x, prior))
-    g = jax.jit(jax.grad(lambda v: -log_posterior(unpack(v), x, prior)))
-    opt = minimize(lambda v: float(f(v)), np.asarray(flat), jac=lambda v: np.asarray(g(v)), method="L-BFGS-B",
-                   options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-10})
+    opt = minimize(value_and_grad_for_scipy(lambda v: -log_posterior(unpack(v), x, prior)), np.asarray(flat),
+                   jac=True, method="L-BFGS-B", options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-10})
     assert res.objective - (-opt.fun) > -1e-7 * abs(res.objective), (res.objective, -opt.fun)
     # the factor matters here: the same parameters without it have a different density
     rp = resolve_prior(prior, x, 2, ct, dtype=np.float64)

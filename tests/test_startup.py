@@ -1,10 +1,12 @@
 """Fresh-process behaviour: import side effects, the persistent compilation cache, program counts.
 
-Each test runs a fresh Python process (a new user's first fit), with its own cache directory.
+Each test runs fresh Python processes (a new user's first fit), with its own cache directory; the
+two tests that start from a first and a second fit share those two processes (``fit_twice``).
 """
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -90,18 +92,24 @@ def test_import_has_no_side_effects(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
-def test_fit_compiles_two_programs_and_a_second_process_loads_them(tmp_path):
+@pytest.fixture(scope="module")
+def fit_twice(tmp_path_factory):
+    """The cache directory and the counts of a first fit on an empty cache and of a second process's
+    fit on the same cache (read-only for the tests: copy the directory to change it)."""
+    cache = tmp_path_factory.mktemp("fit-twice") / "cache"
+    return cache, _run(_FIT, cache), _run(_FIT, cache)
+
+
+def test_fit_compiles_two_programs_and_a_second_process_loads_them(fit_twice):
     """A first fit + predict_proba compiles one fit program and one scoring program (plus the
     one-operation program that probes which XLA options this jaxlib accepts) and stores the two
     whole; a second process with the same cache loads them without tracing, lowering or compiling
     anything, and gets the same numbers bit for bit."""
-    cache = tmp_path / "cache"
-    first = _run(_FIT, cache)
+    cache, first, second = fit_twice
     assert first["programs"] == 2 + PROBE and first["cache_hits"] == 0
     assert (first["stored"], first["loaded"], first["traced"]) == (2, 0, 1)
     assert first["cache_dir"] == str(cache)
     assert any(cache.iterdir())
-    second = _run(_FIT, cache)
     assert second["programs"] == 0 and second["cache_hits"] == PROBE
     assert (second["stored"], second["loaded"], second["traced"]) == (0, 2, 0)
     assert second["means"] == first["means"] and second["proba"] == first["proba"]
@@ -136,9 +144,10 @@ def test_a_second_process_loads_the_nuts_program_whole(tmp_path):
     assert second["draws"] == first["draws"]
 
 
-def test_an_unreadable_stored_program_is_compiled_again_and_replaced(tmp_path):
+def test_an_unreadable_stored_program_is_compiled_again_and_replaced(fit_twice, tmp_path):
     cache = tmp_path / "cache"
-    first = _run(_FIT, cache)
+    shutil.copytree(fit_twice[0], cache)  # the cache the first fit filled
+    first = fit_twice[1]
     stored = sorted(cache.glob("bayesgmm-*-cache"))
     assert len(stored) == 2
     for path in stored:

@@ -1,4 +1,5 @@
-"""Data parallelism: a fit on 4 simulated CPU devices matches the single-device fit.
+"""Data parallelism: a fit on 4 simulated CPU devices matches the single-device fit, and NUTS
+chains on devices of their own draw the chains run in turn.
 
 The sharded runs need ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` before JAX starts, so
 they run in one subprocess (module fixture) that fits every case twice -- ``devices=1`` (the
@@ -79,6 +80,21 @@ _WORKER = textwrap.dedent(
     order = rng.permutation(len(x))
     run("full_partial_fit_weighted", GaussianMixture(3, random_state=0), x, w, chunks=[order, order[::-1]])
     out["sharded_estep_used"] = sharding.sharded_estep.cache_info().currsize
+
+    # NUTS chains on devices of their own (chain_method="parallel") and in turn
+    import warnings
+    xs = data(300, 2)
+    gm = GaussianMixture(2, random_state=0).fit(xs)
+    nuts = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # short chains: the diagnostics warn
+        for method in ("sequential", "parallel"):
+            post = gm.fit_posterior(xs, "nuts", num_warmup=30, num_samples=20, num_chains=2,
+                                    chain_method=method, random_state=1)
+            nuts[method] = {"chain_method": post.info["chain_method"],
+                            "means": np.asarray(post.raw_draws.means).tolist(),
+                            "lp": np.asarray(post.sample_stats["lp"]).tolist()}
+    out["nuts"] = nuts
     json.dump(out, sys.stdout)
     """
 )
@@ -123,6 +139,17 @@ def test_shard_scoring_matches_single_device(shard_runs, case):
     # the two fits agree to their parameters' rtol 1e-7, which moves log densities by ~1e-8
     np.testing.assert_allclose(four["score_samples"], one["score_samples"], rtol=1e-7)
     np.testing.assert_allclose(four["proba"], one["proba"], atol=1e-7)
+
+
+def test_parallel_chains_draw_the_chains_run_in_turn(shard_runs):
+    """chain_method="parallel" (one chain per device, pmap) runs the same NUTS transitions as the
+    chains in turn: the same draws and log densities, bit for bit on CPU."""
+    seq, par = shard_runs["nuts"]["sequential"], shard_runs["nuts"]["parallel"]
+    assert (seq["chain_method"], par["chain_method"]) == ("sequential", "parallel")
+    assert np.asarray(par["means"]).shape == (2, 20, 2, 2)  # chains, draws, components, features
+    for key in ("means", "lp"):
+        np.testing.assert_array_equal(par[key], seq[key], err_msg=key)
+    assert np.ptp(np.asarray(par["means"]), axis=1).min() > 0  # the chains move
 
 
 def test_shard_devices_param_is_stored_and_cloned():

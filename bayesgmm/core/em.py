@@ -265,10 +265,13 @@ def _cov_map_step(ct, v, scatter, n, prior: ResolvedPrior, d):
     :data:`_N_INNER` steps. Each tries the step sizes ``beta = 1, 1/2, ..., 2^-(_N_BETAS - 1)``
     in turn and takes, per component, the largest whose candidate is positive definite and does
     not lower the objective (none: the point stays). The candidates are evaluated one step size at
-    a time, only until every component has accepted one (nearly always at ``beta = 1``), and the
-    gradient at the accepted point reuses the inverse factor its evaluation computed: an M-step
-    factorises about ``_N_INNER + 1`` covariances per component. One ``while_loop`` whose pass
-    evaluates one point, so that the objective and the gradient appear once in the program.
+    a time, only until every component has accepted one or none is left, and the gradient at the
+    accepted point reuses the inverse factor its evaluation computed. An M-step evaluates
+    ``1 + _N_INNER * (step sizes tried)`` points of ``K`` covariances: 19-37 on seed 003's data at
+    K = 40, D = 40, where a component at its optimum rejects every step size (float32 noise), and
+    most accept 1/2 or 1/4; evaluating all 13 points at once (as before) was 2-4x slower. One
+    ``while_loop`` whose pass evaluates one point, so that the objective and the gradient appear
+    once in the program.
     """
     betas = 0.5 ** jnp.arange(_N_BETAS, dtype=v.dtype)
     per = jnp.zeros(v.shape[:1] if ct in ("full", "diag", "spherical") else (), bool)

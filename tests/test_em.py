@@ -103,8 +103,8 @@ def _reference_covariance_step(ct, v, scatter, n, rp, d):
 @pytest.mark.parametrize("ct", COV_TYPES)
 def test_covariance_step_is_the_backtracking_natural_gradient_ascent(ct, x64):
     """The MAP covariance step (one step size at a time, the gradient from the accepted point's
-    inverse factor) against the same ascent written out plainly (NumPy objective, autodiff
-    gradient), from starts 100x too small to 1000x too large (a half-normal scale prior, whose
+    inverse factor) against the same ascent written out plainly (an objective of its own, an
+    autodiff gradient), from starts 100x too small to 1000x too large (a half-normal scale prior, whose
     pull makes the natural-gradient step overshoot): the same point to float64 rounding, with
     every accept/reject decision clear of rounding."""
     from bayesgmm.core.prior import resolve_prior

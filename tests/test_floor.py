@@ -152,6 +152,12 @@ def test_floor_zero_is_the_model_without_the_factor(x64):
         start = fit_map(jax.random.key(1), zx, n_components=2, covariance_type=ct, prior=Prior(),
                         init_params_method="random", max_iter=1).params
         start = jax.tree_util.tree_map(lambda a: jax.numpy.asarray(a)[None], start)
+        # the first iterations, before the line search's choices can part: rounding only
+        # (measured: identical through 5 iterations, 1.4e-15 after the sixth)
+        a, _ = run_em(start, xb, wb, zero, np.zeros(3), 1e-10, 3)
+        b, _ = run_em(start, xb, wb, old, np.zeros(3), 1e-10, 3)
+        for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+            np.testing.assert_allclose(u, v, rtol=1e-13, atol=1e-15)
         a, ia = run_em(start, xb, wb, zero, np.zeros(3), 1e-10, 50)
         b, ib = run_em(start, xb, wb, old, np.zeros(3), 1e-10, 50)
         for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
